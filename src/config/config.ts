@@ -1,0 +1,300 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { formatDurationMs, parseDurationMs } from "../domain/durations.js";
+import type { LinkSettings } from "../domain/link-settings.js";
+import { LINK_TYPES, type LinkType } from "../domain/link-type.js";
+import { compileRedirectPolicy, type RedirectPolicy } from "../domain/redirect-policy.js";
+import { MAX_OTP_LENGTH, MIN_OTP_LENGTH } from "../security/otp.js";
+import { DEFAULT_ARGON2_PARAMS, meetsOwaspMinimum, type Argon2Params } from "../security/passwords.js";
+import { Secret } from "../security/secret.js";
+import { MIN_SERVICE_KEY_LENGTH } from "../security/service-keys.js";
+
+// Configuration: read from AUTHLINK_* environment variables once, validated
+// as a whole (every problem is reported, each naming its variable), frozen.
+// Secrets are wrapped in Secret so that printing the config cannot leak them.
+
+export interface TlsConfig {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** Set: ask clients for certificates and verify them against this CA (mTLS). */
+  readonly clientCa: Buffer | undefined;
+}
+
+export interface MongoConfig {
+  readonly uri: Secret;
+  readonly database: string | undefined;
+  readonly timeoutMs: number;
+  readonly socketTimeoutMs: number;
+}
+
+export interface Config {
+  readonly listen: { readonly host: string; readonly port: number };
+  /** Unset: the embedded in-process store. */
+  readonly mongodb: MongoConfig | undefined;
+  readonly redirects: RedirectPolicy;
+  readonly serviceKeys: readonly Secret[];
+  /** No keys and no mTLS identities were configured, so one key was generated (development). */
+  readonly serviceKeyGenerated: boolean;
+  readonly tls: TlsConfig | undefined;
+  readonly serviceIdentities: ReadonlySet<string>;
+  readonly otp: { readonly secret: Secret; readonly generated: boolean; readonly length: number };
+  readonly links: LinkSettings;
+  readonly argon2: Argon2Params;
+  readonly logLevel: string;
+  readonly shutdownTimeoutMs: number;
+  /** Largest request message accepted, in bytes. */
+  readonly maxRequestBytes: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+}
+
+/** Every variable authlink reads, for the unknown-variable check (typos are errors). */
+export const CONFIG_VARIABLES = [
+  "AUTHLINK_ADDR",
+  "AUTHLINK_MONGODB_URI",
+  "AUTHLINK_MONGODB_DATABASE",
+  "AUTHLINK_DB_TIMEOUT",
+  "AUTHLINK_DB_SOCKET_TIMEOUT",
+  "AUTHLINK_PUBLIC_URL",
+  "AUTHLINK_REDIRECT_ALLOW_LIST",
+  "AUTHLINK_SERVICE_KEYS",
+  "AUTHLINK_TLS_CERT",
+  "AUTHLINK_TLS_KEY",
+  "AUTHLINK_TLS_CLIENT_CA",
+  "AUTHLINK_SERVICE_IDENTITIES",
+  "AUTHLINK_OTP_SECRET",
+  "AUTHLINK_OTP_LENGTH",
+  "AUTHLINK_OTP_MAX_ATTEMPTS",
+  "AUTHLINK_LINK_EXPIRY",
+  ...LINK_TYPES.map((type) => `AUTHLINK_LINK_EXPIRY_${type.toUpperCase()}`),
+  "AUTHLINK_LINK_EXPIRY_MIN",
+  "AUTHLINK_LINK_EXPIRY_MAX",
+  "AUTHLINK_SECURE_EMAIL_CHANGE",
+  "AUTHLINK_USER_DATA_MAX_BYTES",
+  "AUTHLINK_PASSWORD_MIN_LENGTH",
+  "AUTHLINK_ARGON2_MEMORY_KIB",
+  "AUTHLINK_ARGON2_ITERATIONS",
+  "AUTHLINK_ARGON2_PARALLELISM",
+  "AUTHLINK_LOG_LEVEL",
+  "AUTHLINK_SHUTDOWN_TIMEOUT",
+  "AUTHLINK_MAX_REQUEST_BYTES",
+] as const;
+
+/** Variables with this prefix belong to the test suite, not to the server. */
+const TEST_PREFIX = "AUTHLINK_TEST_";
+
+/** `data` beyond this is never accepted, whatever AUTHLINK_USER_DATA_MAX_BYTES says. */
+const MAX_USER_DATA_BYTES_LIMIT = 1_048_576;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+export interface LoadConfigOptions {
+  readonly readFile?: (path: string) => Buffer;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = {}): Config {
+  const readFile = options.readFile ?? ((path: string) => readFileSync(path));
+  const problems: string[] = [];
+  const problem = (name: string, text: string) => problems.push(`${name}: ${text}`);
+  const raw = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value === undefined || value === "" ? undefined : value;
+  };
+  const list = (name: string): string[] =>
+    (raw(name) ?? "")
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "");
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const text = raw(name);
+    if (text === undefined) return fallback;
+    const value = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(value >= min && value <= max)) {
+      problem(name, `must be a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return value;
+  };
+  const duration = (name: string, fallback: number, min: number, max: number): number => {
+    const text = raw(name);
+    if (text === undefined) return fallback;
+    const value = parseDurationMs(text);
+    if (value === undefined || value < min || value > max) {
+      problem(name, `must be a duration from ${formatDurationMs(min)} to ${formatDurationMs(max)} (e.g. 90s, 15m, 1h, 7d)`);
+      return fallback;
+    }
+    return value;
+  };
+  const boolean = (name: string, fallback: boolean): boolean => {
+    const text = raw(name)?.toLowerCase();
+    if (text === undefined) return fallback;
+    if (["true", "1", "yes", "on"].includes(text)) return true;
+    if (["false", "0", "no", "off"].includes(text)) return false;
+    problem(name, "must be true or false");
+    return fallback;
+  };
+  const file = (name: string): Buffer | undefined => {
+    const path = raw(name);
+    if (path === undefined) return undefined;
+    try {
+      return readFile(path);
+    } catch (error) {
+      problem(name, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+      return undefined;
+    }
+  };
+
+  const known = new Set<string>(CONFIG_VARIABLES);
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("AUTHLINK_") && !name.startsWith(TEST_PREFIX) && !known.has(name)) {
+      problem(name, "is not a known variable (see README.md, Configuration)");
+    }
+  }
+
+  // Listening and public address.
+  const listen = parseListenAddress(raw("AUTHLINK_ADDR") ?? "127.0.0.1:8080");
+  if (!listen) problem("AUTHLINK_ADDR", "must be host:port, e.g. 127.0.0.1:8080 or [::]:8080");
+  const publicUrl = parsePublicUrl(raw("AUTHLINK_PUBLIC_URL") ?? "http://127.0.0.1:8080");
+  if (typeof publicUrl === "string") problem("AUTHLINK_PUBLIC_URL", publicUrl);
+
+  // Storage.
+  const mongoUri = raw("AUTHLINK_MONGODB_URI");
+  if (mongoUri !== undefined && !/^mongodb(\+srv)?:\/\//.test(mongoUri)) {
+    problem("AUTHLINK_MONGODB_URI", "must start with mongodb:// or mongodb+srv://");
+  }
+  const mongodb: MongoConfig | undefined =
+    mongoUri === undefined
+      ? undefined
+      : {
+          uri: new Secret(mongoUri),
+          database: raw("AUTHLINK_MONGODB_DATABASE"),
+          timeoutMs: duration("AUTHLINK_DB_TIMEOUT", 5_000, 100, 120_000),
+          socketTimeoutMs: duration("AUTHLINK_DB_SOCKET_TIMEOUT", 30_000, 1_000, 600_000),
+        };
+
+  // Redirects.
+  const { policy: redirects, problems: redirectProblems } = compileRedirectPolicy(list("AUTHLINK_REDIRECT_ALLOW_LIST"));
+  for (const text of redirectProblems) problem("AUTHLINK_REDIRECT_ALLOW_LIST", text);
+
+  // TLS and the service role.
+  const cert = file("AUTHLINK_TLS_CERT");
+  const key = file("AUTHLINK_TLS_KEY");
+  const clientCa = file("AUTHLINK_TLS_CLIENT_CA");
+  if ((raw("AUTHLINK_TLS_CERT") === undefined) !== (raw("AUTHLINK_TLS_KEY") === undefined)) {
+    problem("AUTHLINK_TLS_CERT", "AUTHLINK_TLS_CERT and AUTHLINK_TLS_KEY must be set together");
+  }
+  const tlsOn = raw("AUTHLINK_TLS_CERT") !== undefined && raw("AUTHLINK_TLS_KEY") !== undefined;
+  if (raw("AUTHLINK_TLS_CLIENT_CA") !== undefined && !tlsOn) {
+    problem("AUTHLINK_TLS_CLIENT_CA", "needs AUTHLINK_TLS_CERT and AUTHLINK_TLS_KEY (mTLS runs over TLS)");
+  }
+  const serviceIdentities = new Set(list("AUTHLINK_SERVICE_IDENTITIES"));
+  if (serviceIdentities.size > 0 && raw("AUTHLINK_TLS_CLIENT_CA") === undefined) {
+    problem("AUTHLINK_SERVICE_IDENTITIES", "needs AUTHLINK_TLS_CLIENT_CA (identities come from verified client certificates)");
+  }
+  if (raw("AUTHLINK_TLS_CLIENT_CA") !== undefined && serviceIdentities.size === 0) {
+    problem("AUTHLINK_TLS_CLIENT_CA", "is set but AUTHLINK_SERVICE_IDENTITIES is empty, so no certificate could hold the service role");
+  }
+  const configuredKeys = list("AUTHLINK_SERVICE_KEYS");
+  for (const [index, k] of configuredKeys.entries()) {
+    if (k.length < MIN_SERVICE_KEY_LENGTH || !/^[\x21-\x7e]+$/.test(k)) {
+      problem("AUTHLINK_SERVICE_KEYS", `key #${index + 1} must be at least ${MIN_SERVICE_KEY_LENGTH} printable characters without spaces`);
+    }
+  }
+  const serviceKeyGenerated = configuredKeys.length === 0 && serviceIdentities.size === 0;
+  const serviceKeys = (serviceKeyGenerated ? [randomBytes(32).toString("base64url")] : configuredKeys).map(
+    (k) => new Secret(k),
+  );
+
+  // One-time codes.
+  const otpSecretText = raw("AUTHLINK_OTP_SECRET");
+  if (otpSecretText !== undefined && otpSecretText.length < 32) problem("AUTHLINK_OTP_SECRET", "must be at least 32 characters");
+  const otp = {
+    secret: new Secret(otpSecretText ?? randomBytes(32).toString("base64url")),
+    generated: otpSecretText === undefined,
+    length: integer("AUTHLINK_OTP_LENGTH", 6, MIN_OTP_LENGTH, MAX_OTP_LENGTH),
+  };
+
+  // Links.
+  const minMs = duration("AUTHLINK_LINK_EXPIRY_MIN", 60_000, 1_000, 30 * 86_400_000);
+  const maxMs = duration("AUTHLINK_LINK_EXPIRY_MAX", 7 * 86_400_000, 1_000, 30 * 86_400_000);
+  if (minMs > maxMs) problem("AUTHLINK_LINK_EXPIRY_MIN", "must not exceed AUTHLINK_LINK_EXPIRY_MAX");
+  const baseDefault = duration("AUTHLINK_LINK_EXPIRY", 3_600_000, minMs, maxMs);
+  const defaultMs = Object.fromEntries(
+    LINK_TYPES.map((type) => [type, duration(`AUTHLINK_LINK_EXPIRY_${type.toUpperCase()}`, baseDefault, minMs, maxMs)]),
+  ) as Record<LinkType, number>;
+  const maxRequestBytes = integer("AUTHLINK_MAX_REQUEST_BYTES", 65_536, 1_024, 16 * 1_048_576);
+  const links: LinkSettings = {
+    publicUrl: typeof publicUrl === "string" ? new URL("http://127.0.0.1:8080") : publicUrl,
+    expiry: { defaultMs, minMs, maxMs },
+    otpMaxAttempts: integer("AUTHLINK_OTP_MAX_ATTEMPTS", 5, 1, 20),
+    secureEmailChange: boolean("AUTHLINK_SECURE_EMAIL_CHANGE", true),
+    password: { minLength: integer("AUTHLINK_PASSWORD_MIN_LENGTH", 8, 6, 128) },
+    maxUserDataBytes: integer("AUTHLINK_USER_DATA_MAX_BYTES", 8_192, 0, MAX_USER_DATA_BYTES_LIMIT),
+  };
+  if (links.maxUserDataBytes >= maxRequestBytes) {
+    problem("AUTHLINK_USER_DATA_MAX_BYTES", "must be smaller than AUTHLINK_MAX_REQUEST_BYTES");
+  }
+
+  const argon2: Argon2Params = {
+    memoryKiB: integer("AUTHLINK_ARGON2_MEMORY_KIB", DEFAULT_ARGON2_PARAMS.memoryKiB, 1_024, 4_194_304),
+    iterations: integer("AUTHLINK_ARGON2_ITERATIONS", DEFAULT_ARGON2_PARAMS.iterations, 1, 100),
+    parallelism: integer("AUTHLINK_ARGON2_PARALLELISM", DEFAULT_ARGON2_PARAMS.parallelism, 1, 16),
+  };
+  if (!meetsOwaspMinimum(argon2)) {
+    problem(
+      "AUTHLINK_ARGON2_MEMORY_KIB",
+      "with AUTHLINK_ARGON2_ITERATIONS is below OWASP's argon2id minimum (e.g. 19456 KiB with 2 iterations, or 47104 KiB with 1)",
+    );
+  }
+
+  const logLevel = raw("AUTHLINK_LOG_LEVEL") ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) problem("AUTHLINK_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
+  const shutdownTimeoutMs = duration("AUTHLINK_SHUTDOWN_TIMEOUT", 10_000, 0, 600_000);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze({
+    listen: listen as { host: string; port: number },
+    mongodb,
+    redirects,
+    serviceKeys,
+    serviceKeyGenerated,
+    tls: tlsOn && cert && key ? { cert, key, clientCa } : undefined,
+    serviceIdentities,
+    otp,
+    links,
+    argon2,
+    logLevel,
+    shutdownTimeoutMs,
+    maxRequestBytes,
+  });
+}
+
+/** `host:port` with an IPv6 host in brackets; port 0 picks a free port. */
+export function parseListenAddress(text: string): { host: string; port: number } | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (!match) return undefined;
+  const port = Number(match[2]);
+  if (port > 65535) return undefined;
+  return { host: (match[1] ?? "").replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+/** The base URL of action links: absolute, https unless loopback, nothing but scheme, host, port and path. */
+export function parsePublicUrl(text: string): URL | string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return "must be an absolute URL such as https://auth.example.com";
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return "must use https";
+  if (url.protocol === "http:" && !LOOPBACK_HOSTS.has(url.hostname)) {
+    return "must use https (http only for loopback hosts): action links carry credentials";
+  }
+  if (url.username || url.password || url.search || url.hash) return "must not contain user info, a query or a fragment";
+  return url;
+}

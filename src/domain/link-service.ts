@@ -1,0 +1,310 @@
+import { randomUUID } from "node:crypto";
+import { hashLinkToken, newLinkToken } from "../security/link-token.js";
+import type { OtpCodec } from "../security/otp.js";
+import type { PasswordHasher } from "../security/passwords.js";
+import type { OperationOptions, Store } from "../store/store.js";
+import { buildActionLink } from "./action-link.js";
+import type { Clock } from "./clock.js";
+import { AuthlinkError, linkInvalidOrExpired } from "./errors.js";
+import type { LinkRecord } from "./link.js";
+import {
+  validateGenerateLink,
+  validateVerifyLink,
+  type GenerateLinkInput,
+  type GenerateLinkRequest,
+  type VerifyLinkInput,
+} from "./link-requests.js";
+import type { LinkSettings } from "./link-settings.js";
+import type { LinkType } from "./link-type.js";
+import type { RedirectPolicy } from "./redirect-policy.js";
+import { isEmailChangeComplete, type EmailChangeAddress, type JsonObject, type User } from "./user.js";
+
+// Issuing and redeeming links: the behaviour table of DESIGN.md. Knows
+// nothing of protobuf or MongoDB; it talks to the Store port.
+
+export interface LinkServiceDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly otp: OtpCodec;
+  readonly passwords: PasswordHasher;
+  readonly redirects: RedirectPolicy;
+  readonly settings: LinkSettings;
+}
+
+/** Per-call facts from the transport. */
+export interface CallContext {
+  /** Fires when the caller goes away or the deadline passes. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** The secrets of one link, handed out once. */
+export interface IssuedLink {
+  readonly actionLink: string;
+  readonly otp: string;
+  readonly hashedToken: string;
+}
+
+export interface GeneratedLink {
+  readonly type: LinkType;
+  readonly user: User;
+  /** For EMAIL_CHANGE: the link to the new address. */
+  readonly link: IssuedLink;
+  /** EMAIL_CHANGE in secure mode: the link to the current address. */
+  readonly currentAddressLink: IssuedLink | undefined;
+  readonly redirectTo: string | undefined;
+  readonly expiresAt: Date;
+}
+
+export interface VerifiedLink {
+  readonly type: LinkType;
+  readonly user: User;
+  readonly redirectTo: string | undefined;
+  /** EMAIL_CHANGE: this address is confirmed, the other one is still outstanding. */
+  readonly emailChangePending: boolean;
+  readonly hashedToken: string;
+}
+
+/** How many live links sent to one address a code is tried against. */
+const MAX_OTP_CANDIDATES = 10;
+
+export class LinkService {
+  readonly #deps: LinkServiceDeps;
+
+  constructor(deps: LinkServiceDeps) {
+    this.#deps = deps;
+  }
+
+  async generate(input: GenerateLinkInput, call: CallContext = {}): Promise<GeneratedLink> {
+    const { settings, redirects, passwords, clock, store } = this.#deps;
+    const request = validateGenerateLink(input, settings, redirects);
+    const passwordHash = request.password === undefined ? undefined : await passwords.hash(request.password);
+    call.signal?.throwIfAborted();
+    const op: OperationOptions = { signal: call.signal };
+    const now = clock.now();
+    const user = await this.#prepareUser(request, passwordHash, now, op);
+
+    const issueId = randomUUID();
+    const expiresAt = new Date(now.getTime() + request.expiresInMs);
+    const emailChange = request.type === "email_change" ? user.emailChange : undefined;
+    const mint = (email: string, address?: EmailChangeAddress) => {
+      const { token, tokenHash } = newLinkToken();
+      const otp = this.#deps.otp.generate();
+      const record: LinkRecord = {
+        tokenHash,
+        otpHash: this.#deps.otp.hash(request.type, email, otp),
+        type: request.type,
+        userId: user.id,
+        email,
+        redirectTo: request.redirectTo,
+        issueId,
+        issuedAt: now,
+        expiresAt,
+        otpAttempts: 0,
+        emailChange: emailChange && address ? { changeId: emailChange.id, address } : undefined,
+      };
+      const issued: IssuedLink = {
+        actionLink: buildActionLink(settings.publicUrl, token, request.type, request.redirectTo),
+        otp,
+        hashedToken: tokenHash,
+      };
+      return { record, issued };
+    };
+
+    const primary = emailChange ? mint(emailChange.newEmail, "new") : mint(user.email);
+    const current = emailChange?.requireCurrent ? mint(user.email, "current") : undefined;
+    await store.links.insert(current ? [primary.record, current.record] : [primary.record], op);
+    // Replace the user's older links of this type only after the new ones are
+    // stored: a failure here leaves an extra link, never none.
+    await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
+
+    return {
+      type: request.type,
+      user,
+      link: primary.issued,
+      currentAddressLink: current?.issued,
+      redirectTo: request.redirectTo,
+      expiresAt,
+    };
+  }
+
+  async verify(input: VerifyLinkInput, call: CallContext = {}): Promise<VerifiedLink> {
+    const { store, clock } = this.#deps;
+    const request = validateVerifyLink(input, this.#deps.otp);
+    const op: OperationOptions = { signal: call.signal };
+    const now = clock.now();
+    const { credential } = request;
+    const link =
+      credential.kind === "token"
+        ? await store.links.consume(hashLinkToken(credential.token), request.type, now, op)
+        : await this.#redeemCode(credential.email, credential.otp, request.type, now, op);
+    if (!link) throw linkInvalidOrExpired();
+
+    // The link is consumed: finish its effect even if the caller leaves now,
+    // and if a fault stops us, put the link back so it can be used again.
+    try {
+      return await this.#applyEffect(link, now);
+    } catch (error) {
+      if (!(error instanceof AuthlinkError)) await store.links.restore(link).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** The user a link is issued to, created or updated as the link type says. */
+  async #prepareUser(
+    request: GenerateLinkRequest,
+    passwordHash: string | undefined,
+    now: Date,
+    op: OperationOptions,
+  ): Promise<User> {
+    const { users } = this.#deps.store;
+    const data = request.data ?? {};
+    const fresh = (fields: Partial<User>): User => ({
+      id: randomUUID(),
+      email: request.email,
+      createdAt: now,
+      updatedAt: now,
+      userMetadata: data,
+      ...fields,
+    });
+
+    switch (request.type) {
+      case "signup":
+        return this.#findOrCreate(request.email, fresh({ passwordHash }), op, async (existing) => {
+          if (existing.emailConfirmedAt) throw new AuthlinkError("email_exists");
+          return users.update(
+            existing.id,
+            { updatedAt: now, passwordHash, userMetadata: mergeMetadata(existing.userMetadata, request.data) },
+            op,
+          );
+        });
+      case "invite":
+        return this.#findOrCreate(request.email, fresh({ invitedAt: now }), op, async (existing) => {
+          if (existing.emailConfirmedAt) throw new AuthlinkError("email_exists");
+          return users.update(
+            existing.id,
+            { updatedAt: now, invitedAt: now, userMetadata: mergeMetadata(existing.userMetadata, request.data) },
+            op,
+          );
+        });
+      case "magiclink":
+        return this.#findOrCreate(request.email, fresh({}), op, async (existing) => existing);
+      case "recovery": {
+        const user = await users.findByEmail(request.email, op);
+        if (!user) throw new AuthlinkError("user_not_found");
+        return user;
+      }
+      case "email_change": {
+        const user = await users.findByEmail(request.email, op);
+        if (!user) throw new AuthlinkError("user_not_found");
+        const newEmail = request.newEmail as string;
+        if (await users.findByEmail(newEmail, op)) throw new AuthlinkError("email_exists");
+        const emailChange = {
+          id: randomUUID(),
+          newEmail,
+          requireCurrent: this.#deps.settings.secureEmailChange,
+          requestedAt: now,
+        };
+        const updated = await users.update(user.id, { updatedAt: now, emailChange }, op);
+        if (!updated) throw new AuthlinkError("user_not_found");
+        return updated;
+      }
+    }
+  }
+
+  /**
+   * The existing user for `email` (passed through `onExisting`), or `created`
+   * inserted. When another call creates the same user in between, the insert
+   * loses on the unique index and the now-existing user is used.
+   */
+  async #findOrCreate(
+    email: string,
+    created: User,
+    op: OperationOptions,
+    onExisting: (user: User) => Promise<User | undefined>,
+  ): Promise<User> {
+    const { users } = this.#deps.store;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const existing = await users.findByEmail(email, op);
+      if (existing) {
+        const user = await onExisting(existing);
+        if (user) return user;
+        continue; // deleted in between: look again
+      }
+      if ((await users.insert(created, op)) === "inserted") return created;
+    }
+    throw new Error("user kept changing while a link was issued");
+  }
+
+  /**
+   * Find the link a code belongs to. Each candidate link first has an attempt
+   * counted (atomically, below its limit) and only then is the code compared,
+   * so parallel guesses cannot exceed the limit; a link out of attempts is
+   * deleted.
+   */
+  async #redeemCode(
+    email: string,
+    otp: string,
+    type: LinkType,
+    now: Date,
+    op: OperationOptions,
+  ): Promise<LinkRecord | undefined> {
+    const { links } = this.#deps.store;
+    const { otpMaxAttempts } = this.#deps.settings;
+    const candidates = await links.findLiveByEmail(email, type, now, MAX_OTP_CANDIDATES, op);
+    for (const candidate of candidates) {
+      const reserved = await links.reserveOtpAttempt(candidate.tokenHash, otpMaxAttempts, now, op);
+      if (!reserved) {
+        await links.delete(candidate.tokenHash, op);
+        continue;
+      }
+      if (this.#deps.otp.matches(reserved.otpHash, type, email, otp)) {
+        return links.consume(reserved.tokenHash, type, now, op);
+      }
+      if (reserved.otpAttempts >= otpMaxAttempts) await links.delete(reserved.tokenHash, op);
+    }
+    return undefined;
+  }
+
+  async #applyEffect(link: LinkRecord, now: Date): Promise<VerifiedLink> {
+    const { users, links } = this.#deps.store;
+    const done = (user: User | undefined, emailChangePending = false): VerifiedLink => {
+      if (!user) throw linkInvalidOrExpired(); // the user is gone
+      return { type: link.type, user, redirectTo: link.redirectTo, emailChangePending, hashedToken: link.tokenHash };
+    };
+
+    switch (link.type) {
+      case "signup":
+      case "invite":
+      case "magiclink":
+        return done(await users.confirmEmail(link.userId, now));
+      case "recovery": {
+        // Receiving the mail proves the address too. Then no other link may
+        // outlive the credential change this recovery leads to.
+        const user = await users.confirmEmail(link.userId, now);
+        await links.deleteAllForUser(link.userId);
+        return done(user);
+      }
+      case "email_change": {
+        if (!link.emailChange) throw linkInvalidOrExpired();
+        const { changeId, address } = link.emailChange;
+        const user = await users.confirmEmailChangeAddress(link.userId, changeId, address, now);
+        if (!user?.emailChange) throw linkInvalidOrExpired(); // a newer change replaced this one
+        if (!isEmailChangeComplete(user.emailChange)) return done(user, true);
+        const changed = await users.completeEmailChange(link.userId, user.emailChange, now);
+        if (changed === "email_taken") {
+          // Someone else took the address meanwhile. Dropping the pending
+          // change also kills its other link (it no longer matches a change).
+          await users.cancelEmailChange(link.userId, changeId, now);
+          throw new AuthlinkError("email_exists");
+        }
+        if (changed) await links.deleteAllForUser(link.userId);
+        return done(changed);
+      }
+    }
+  }
+}
+
+/** Shallow merge: keys in `data` replace the same keys in `existing`. */
+function mergeMetadata(existing: JsonObject, data: JsonObject | undefined): JsonObject {
+  return data ? { ...existing, ...data } : existing;
+}

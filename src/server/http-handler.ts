@@ -1,0 +1,46 @@
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { TLSSocket } from "node:tls";
+import { peerKey, type Peer } from "../rpc/call-context.js";
+import { readPeerCertificate } from "../security/peer-certificate.js";
+import type { RequestHandler } from "./http-server.js";
+
+// The HTTP request handler: connect-node's router for gRPC, gRPC-Web and
+// Connect, with the peer's TLS facts handed to interceptors, hard message size
+// limits, and headers that keep responses (which carry link secrets) out of
+// caches and referrers.
+
+export interface HttpHandlerOptions {
+  readonly routes: (router: ConnectRouter) => void;
+  /** Outermost first. */
+  readonly interceptors: Interceptor[];
+  /** Largest request message, checked before it is parsed. */
+  readonly maxRequestBytes: number;
+}
+
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "cache-control": "no-store",
+  "referrer-policy": "no-referrer",
+  "x-content-type-options": "nosniff",
+};
+
+/** Responses are small; anything near this is a bug, not a reply. */
+const MAX_RESPONSE_BYTES = 1_048_576;
+
+export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
+  const connect = connectNodeAdapter({
+    routes: options.routes,
+    interceptors: options.interceptors,
+    readMaxBytes: options.maxRequestBytes,
+    writeMaxBytes: MAX_RESPONSE_BYTES,
+    contextValues: (req) => createContextValues().set(peerKey, peerOf(req.socket as TLSSocket)),
+  });
+  return (req, res) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+    connect(req, res);
+  };
+}
+
+function peerOf(socket: TLSSocket): Peer {
+  return { certificate: readPeerCertificate(socket), remoteAddress: socket.remoteAddress ?? "" };
+}

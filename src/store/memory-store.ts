@@ -1,0 +1,145 @@
+import type { LinkRecord } from "../domain/link.js";
+import type { LinkType } from "../domain/link-type.js";
+import type { EmailChangeAddress, PendingEmailChange, User } from "../domain/user.js";
+import type { LinkStore, Store, UserChanges, UserStore } from "./store.js";
+
+// The embedded store: everything in process memory, gone on restart. Each
+// method does all of its reads and writes synchronously, so on Node's single
+// thread it is as atomic as the MongoDB operation it stands for. Records are
+// copied in and out so that callers never share mutable state with the store.
+// A call's abort signal is not consulted: no operation here ever waits.
+
+const copy = <T>(value: T): T => structuredClone(value);
+
+export function createMemoryStore(): Store {
+  const users = new Map<string, User>();
+  const userIdByEmail = new Map<string, string>();
+  const links = new Map<string, LinkRecord>();
+
+  const userStore: UserStore = {
+    async findById(id) {
+      const user = users.get(id);
+      return user && copy(user);
+    },
+    async findByEmail(email) {
+      const id = userIdByEmail.get(email);
+      const user = id === undefined ? undefined : users.get(id);
+      return user && copy(user);
+    },
+    async insert(user) {
+      if (userIdByEmail.has(user.email) || users.has(user.id)) return "email_taken";
+      users.set(user.id, copy(user));
+      userIdByEmail.set(user.email, user.id);
+      return "inserted";
+    },
+    async update(id, changes: UserChanges) {
+      return replaceUser(id, (user) => ({ ...user, ...copy(changes) }));
+    },
+    async confirmEmail(id, at) {
+      return replaceUser(id, (user) =>
+        user.emailConfirmedAt ? user : { ...user, emailConfirmedAt: at, updatedAt: at },
+      );
+    },
+    async confirmEmailChangeAddress(id, changeId, address: EmailChangeAddress, at) {
+      const user = users.get(id);
+      if (!user?.emailChange || user.emailChange.id !== changeId) return undefined;
+      const field = address === "new" ? "newConfirmedAt" : "currentConfirmedAt";
+      const emailChange: PendingEmailChange = { ...user.emailChange, [field]: at };
+      return replaceUser(id, (u) => ({ ...u, emailChange, updatedAt: at }));
+    },
+    async completeEmailChange(id, change, at) {
+      const user = users.get(id);
+      if (!user?.emailChange || user.emailChange.id !== change.id || user.emailChange.newEmail !== change.newEmail) {
+        return undefined;
+      }
+      const holder = userIdByEmail.get(change.newEmail);
+      if (holder !== undefined && holder !== id) return "email_taken";
+      userIdByEmail.delete(user.email);
+      userIdByEmail.set(change.newEmail, id);
+      return replaceUser(id, (u) => ({
+        ...u,
+        email: change.newEmail,
+        emailConfirmedAt: at,
+        updatedAt: at,
+        emailChange: undefined,
+      }));
+    },
+    async cancelEmailChange(id, changeId, at) {
+      const user = users.get(id);
+      if (user?.emailChange?.id === changeId) replaceUser(id, (u) => ({ ...u, emailChange: undefined, updatedAt: at }));
+    },
+  };
+
+  function replaceUser(id: string, change: (user: User) => User): User | undefined {
+    const user = users.get(id);
+    if (!user) return undefined;
+    const next = change(user);
+    users.set(id, next);
+    return copy(next);
+  }
+
+  const isLive = (link: LinkRecord, now: Date): boolean => now.getTime() < link.expiresAt.getTime();
+  const isOlder = (link: LinkRecord, issuedAt: Date, issueId: string): boolean =>
+    link.issuedAt.getTime() < issuedAt.getTime() ||
+    (link.issuedAt.getTime() === issuedAt.getTime() && link.issueId < issueId);
+
+  const deleteWhere = (predicate: (link: LinkRecord) => boolean): number => {
+    let count = 0;
+    for (const [hash, link] of links) {
+      if (predicate(link)) {
+        links.delete(hash);
+        count++;
+      }
+    }
+    return count;
+  };
+
+  const linkStore: LinkStore = {
+    async insert(records) {
+      if (records.some((r) => links.has(r.tokenHash))) throw new Error("duplicate token hash");
+      for (const record of records) links.set(record.tokenHash, copy(record));
+    },
+    async deleteOlderIssues(userId, type: LinkType, issuedAt, issueId) {
+      return deleteWhere((l) => l.userId === userId && l.type === type && isOlder(l, issuedAt, issueId));
+    },
+    async deleteAllForUser(userId) {
+      return deleteWhere((l) => l.userId === userId);
+    },
+    async consume(tokenHash, type, now) {
+      const link = links.get(tokenHash);
+      if (!link || link.type !== type || !isLive(link, now)) return undefined;
+      links.delete(tokenHash);
+      return link;
+    },
+    async findLiveByEmail(email, type, now, limit) {
+      return [...links.values()]
+        .filter((l) => l.email === email && l.type === type && isLive(l, now))
+        .slice(0, limit)
+        .map(copy);
+    },
+    async reserveOtpAttempt(tokenHash, maxAttempts, now) {
+      const link = links.get(tokenHash);
+      if (!link || !isLive(link, now) || link.otpAttempts >= maxAttempts) return undefined;
+      const next = { ...link, otpAttempts: link.otpAttempts + 1 };
+      links.set(tokenHash, next);
+      return copy(next);
+    },
+    async delete(tokenHash) {
+      links.delete(tokenHash);
+    },
+    async restore(link) {
+      links.set(link.tokenHash, copy(link));
+    },
+  };
+
+  return {
+    kind: "memory",
+    users: userStore,
+    links: linkStore,
+    needsPurge: true,
+    async purgeExpired(now) {
+      return deleteWhere((l) => !isLive(l, now));
+    },
+    async close() {},
+  };
+}

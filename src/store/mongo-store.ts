@@ -1,0 +1,307 @@
+import { MongoClient, type Collection, type Db } from "mongodb";
+import type { LinkRecord } from "../domain/link.js";
+import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
+import type { Logger } from "../log/logger.js";
+import { isDuplicateKeyError, translateErrors } from "./mongo-errors.js";
+import type { LinkStore, OperationOptions, Store, UserStore } from "./store.js";
+
+// The MongoDB store (official driver). Collections:
+//   users        _id = user id; unique index on the normalized email
+//   link_tokens  _id = SHA-256 of the link token (so it is unique, and a
+//                hashed shard key on _id spreads it); indexes on {email,type}
+//                and {userId,type}; TTL on expiresAt
+// Single use rests on one findOneAndDelete whose filter also checks expiry,
+// so the TTL monitor's lag never matters. Servers without TTL indexes
+// (FerretDB 1.x answers NotImplemented) get a purge loop instead.
+
+export interface MongoStoreOptions {
+  readonly uri: string;
+  /** Database name; default: the one in the URI, else "authlink". */
+  readonly database?: string | undefined;
+  /** How long to wait for a reachable server before answering UNAVAILABLE. */
+  readonly timeoutMs: number;
+  /** How long a socket may stay silent mid-operation before it counts as broken. */
+  readonly socketTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+interface UserDoc {
+  _id: string;
+  email: string;
+  passwordHash?: string;
+  emailConfirmedAt?: Date;
+  invitedAt?: Date;
+  createdAt: Date;
+  updatedAt: Date;
+  /** JSON text: metadata keys may contain "." or "$", which BSON field names should not. */
+  userMetadataJson: string;
+  emailChange?: PendingEmailChange;
+}
+
+interface LinkDoc {
+  _id: string;
+  otpHash: string;
+  type: LinkRecord["type"];
+  userId: string;
+  email: string;
+  redirectTo?: string;
+  issueId: string;
+  issuedAt: Date;
+  expiresAt: Date;
+  otpAttempts: number;
+  emailChange?: LinkRecord["emailChange"];
+}
+
+const NOT_IMPLEMENTED = 238;
+
+export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
+  const client = new MongoClient(options.uri, {
+    appName: "authlink",
+    serverSelectionTimeoutMS: options.timeoutMs,
+    connectTimeoutMS: options.timeoutMs,
+    socketTimeoutMS: options.socketTimeoutMs,
+    ignoreUndefined: true,
+  });
+  try {
+    await client.connect();
+    const db = client.db(options.database ?? databaseFromUri(options.uri) ?? "authlink");
+    const { ttl } = await ensureIndexes(db, options.logger);
+    return createMongoStore(client, db, ttl);
+  } catch (error) {
+    await client.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The database named in the URI path, if any. */
+export function databaseFromUri(uri: string): string | undefined {
+  const name = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(uri)?.[1];
+  return name ? decodeURIComponent(name) : undefined;
+}
+
+/** Create collections' indexes (idempotent). Reports whether TTL indexes are supported. */
+async function ensureIndexes(db: Db, logger: Logger): Promise<{ ttl: boolean }> {
+  await db.collection("users").createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+  const links = db.collection("link_tokens");
+  await links.createIndex({ email: 1, type: 1 }, { name: "email_type" });
+  await links.createIndex({ userId: 1, type: 1 }, { name: "user_type" });
+  const ttl = await createTtlIndex(links, "expiresAt", logger);
+  return { ttl };
+}
+
+async function createTtlIndex(collection: Collection, field: string, logger: Logger): Promise<boolean> {
+  try {
+    await collection.createIndex({ [field]: 1 }, { expireAfterSeconds: 0, name: `${field}_ttl` });
+    return true;
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== NOT_IMPLEMENTED) throw error;
+    await collection.createIndex({ [field]: 1 }, { name: `${field}_purge` });
+    logger.warn(
+      { collection: collection.collectionName },
+      "this MongoDB server does not support TTL indexes; expired documents are purged periodically instead",
+    );
+    return false;
+  }
+}
+
+function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
+  const users = db.collection<UserDoc>("users");
+  const links = db.collection<LinkDoc>("link_tokens");
+  // The driver can abort reads mid-flight; writes it cannot, so a write is
+  // simply not started once the call's signal has fired.
+  const read = (options?: OperationOptions) => (options?.signal ? { signal: options.signal } : {});
+  const after = { returnDocument: "after" as const };
+  const run = <T>(options: OperationOptions | undefined, operation: () => Promise<T>): Promise<T> => {
+    options?.signal?.throwIfAborted();
+    return translateErrors(operation);
+  };
+
+  const userStore: UserStore = {
+    findById: (id, options) => run(options, async () => toUser(await users.findOne({ _id: id }, read(options)))),
+    findByEmail: (email, options) => run(options, async () => toUser(await users.findOne({ email }, read(options)))),
+    insert: (user, options) =>
+      run(options, async () => {
+        try {
+          await users.insertOne(fromUser(user));
+          return "inserted";
+        } catch (error) {
+          if (isDuplicateKeyError(error)) return "email_taken";
+          throw error;
+        }
+      }),
+    update: (id, changes, options) =>
+      run(options, async () => {
+        const set: Partial<UserDoc> = { updatedAt: changes.updatedAt };
+        if (changes.passwordHash !== undefined) set.passwordHash = changes.passwordHash;
+        if (changes.userMetadata !== undefined) set.userMetadataJson = JSON.stringify(changes.userMetadata);
+        if (changes.invitedAt !== undefined) set.invitedAt = changes.invitedAt;
+        if (changes.emailChange !== undefined) set.emailChange = changes.emailChange;
+        return toUser(await users.findOneAndUpdate({ _id: id }, { $set: set }, after));
+      }),
+    confirmEmail: (id, at, options) =>
+      run(options, async () => {
+        const updated = await users.findOneAndUpdate(
+          { _id: id, emailConfirmedAt: { $exists: false } },
+          { $set: { emailConfirmedAt: at, updatedAt: at } },
+          after,
+        );
+        return toUser(updated ?? (await users.findOne({ _id: id }, read(options))));
+      }),
+    confirmEmailChangeAddress: (id, changeId, address, at, options) =>
+      run(options, async () => {
+        const field = address === "new" ? "emailChange.newConfirmedAt" : "emailChange.currentConfirmedAt";
+        return toUser(
+          await users.findOneAndUpdate(
+            { _id: id, "emailChange.id": changeId },
+            { $set: { [field]: at, updatedAt: at } },
+            after,
+          ),
+        );
+      }),
+    completeEmailChange: (id, change, at, options) =>
+      run(options, async () => {
+        // Checked first so the answer does not depend on how a server reports
+        // a unique-index conflict inside an update; the unique index still
+        // guards the race between this check and the update.
+        const holder = await users.findOne({ email: change.newEmail }, read(options));
+        if (holder && holder._id !== id) return "email_taken";
+        try {
+          const updated = await users.findOneAndUpdate(
+            { _id: id, "emailChange.id": change.id, "emailChange.newEmail": change.newEmail },
+            { $set: { email: change.newEmail, emailConfirmedAt: at, updatedAt: at }, $unset: { emailChange: "" } },
+            after,
+          );
+          return toUser(updated);
+        } catch (error) {
+          if (isDuplicateKeyError(error)) return "email_taken";
+          throw error;
+        }
+      }),
+    cancelEmailChange: (id, changeId, at, options) =>
+      run(options, async () => {
+        await users.updateOne(
+          { _id: id, "emailChange.id": changeId },
+          { $unset: { emailChange: "" }, $set: { updatedAt: at } },
+        );
+      }),
+  };
+
+  const linkStore: LinkStore = {
+    insert: (records, options) =>
+      run(options, async () => {
+        await links.insertMany(records.map(fromLink), { ordered: true });
+      }),
+    deleteOlderIssues: (userId, type, issuedAt, issueId, options) =>
+      run(options, async () => {
+        const result = await links.deleteMany(
+          { userId, type, $or: [{ issuedAt: { $lt: issuedAt } }, { issuedAt, issueId: { $lt: issueId } }] },
+        );
+        return result.deletedCount;
+      }),
+    deleteAllForUser: (userId, options) =>
+      run(options, async () => (await links.deleteMany({ userId })).deletedCount),
+    consume: (tokenHash, type, now, options) =>
+      run(options, async () =>
+        toLink(await links.findOneAndDelete({ _id: tokenHash, type, expiresAt: { $gt: now } })),
+      ),
+    findLiveByEmail: (email, type, now, limit, options) =>
+      run(options, async () => {
+        const docs = await links.find({ email, type, expiresAt: { $gt: now } }, read(options)).limit(limit).toArray();
+        return docs.map((doc) => toLink(doc) as LinkRecord);
+      }),
+    reserveOtpAttempt: (tokenHash, maxAttempts, now, options) =>
+      run(options, async () =>
+        toLink(
+          await links.findOneAndUpdate(
+            { _id: tokenHash, expiresAt: { $gt: now }, otpAttempts: { $lt: maxAttempts } },
+            { $inc: { otpAttempts: 1 } },
+            after,
+          ),
+        ),
+      ),
+    delete: (tokenHash, options) =>
+      run(options, async () => {
+        await links.deleteOne({ _id: tokenHash });
+      }),
+    restore: (link, options) =>
+      run(options, async () => {
+        await links.insertOne(fromLink(link));
+      }),
+  };
+
+  return {
+    kind: "mongodb",
+    users: userStore,
+    links: linkStore,
+    needsPurge: !ttl,
+    purgeExpired: (now) =>
+      translateErrors(async () => (await links.deleteMany({ expiresAt: { $lte: now } })).deletedCount),
+    close: () => client.close(),
+  };
+}
+
+function fromUser(user: User): UserDoc {
+  return {
+    _id: user.id,
+    email: user.email,
+    passwordHash: user.passwordHash,
+    emailConfirmedAt: user.emailConfirmedAt,
+    invitedAt: user.invitedAt,
+    createdAt: user.createdAt,
+    updatedAt: user.updatedAt,
+    userMetadataJson: JSON.stringify(user.userMetadata),
+    emailChange: user.emailChange,
+  } as UserDoc;
+}
+
+function toUser(doc: UserDoc | null): User | undefined {
+  if (!doc) return undefined;
+  return {
+    id: doc._id,
+    email: doc.email,
+    passwordHash: doc.passwordHash ?? undefined,
+    emailConfirmedAt: doc.emailConfirmedAt ?? undefined,
+    invitedAt: doc.invitedAt ?? undefined,
+    createdAt: doc.createdAt,
+    updatedAt: doc.updatedAt,
+    userMetadata: JSON.parse(doc.userMetadataJson) as JsonObject,
+    emailChange: doc.emailChange ? withoutNulls(doc.emailChange) : undefined,
+  };
+}
+
+function fromLink(link: LinkRecord): LinkDoc {
+  return {
+    _id: link.tokenHash,
+    otpHash: link.otpHash,
+    type: link.type,
+    userId: link.userId,
+    email: link.email,
+    redirectTo: link.redirectTo,
+    issueId: link.issueId,
+    issuedAt: link.issuedAt,
+    expiresAt: link.expiresAt,
+    otpAttempts: link.otpAttempts,
+    emailChange: link.emailChange,
+  } as LinkDoc;
+}
+
+function toLink(doc: LinkDoc | null): LinkRecord | undefined {
+  if (!doc) return undefined;
+  return {
+    tokenHash: doc._id,
+    otpHash: doc.otpHash,
+    type: doc.type,
+    userId: doc.userId,
+    email: doc.email,
+    redirectTo: doc.redirectTo ?? undefined,
+    issueId: doc.issueId,
+    issuedAt: doc.issuedAt,
+    expiresAt: doc.expiresAt,
+    otpAttempts: doc.otpAttempts,
+    emailChange: doc.emailChange ?? undefined,
+  };
+}
+
+function withoutNulls<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined)) as T;
+}

@@ -1,0 +1,26 @@
+import type { Clock } from "../domain/clock.js";
+import type { Logger } from "../log/logger.js";
+import type { Store } from "./store.js";
+
+// Deletes expired documents on a timer, for stores whose server does not do it
+// (no TTL indexes) and for the embedded store. Correctness never depends on
+// it: every read filters on expiry itself; this only reclaims space.
+
+export function startPurgeLoop(store: Store, clock: Clock, intervalMs: number, logger: Logger): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    store
+      .purgeExpired(clock.now())
+      .then((count) => {
+        if (count > 0) logger.debug({ count }, "purged expired documents");
+      })
+      .catch((error: unknown) => logger.warn({ err: error }, "purging expired documents failed; will retry"))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

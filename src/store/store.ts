@@ -1,0 +1,94 @@
+import type { LinkRecord } from "../domain/link.js";
+import type { LinkType } from "../domain/link-type.js";
+import type { EmailChangeAddress, JsonObject, PendingEmailChange, User } from "../domain/user.js";
+
+// The persistence port. The domain calls these intention-revealing methods;
+// each store (memory-store.ts, mongo-store.ts) implements them atomically and
+// both pass one contract suite (test/store/store-contract.ts). Every method
+// either does what it says or throws; a failed write is never reported as
+// done. Connectivity failures throw StoreUnavailableError.
+
+export interface Store {
+  /** "memory" or "mongodb", for logs. */
+  readonly kind: string;
+  readonly users: UserStore;
+  readonly links: LinkStore;
+  /**
+   * True when the server does not expire documents itself (no TTL indexes):
+   * then purgeExpired must run periodically (store/purge-loop.ts).
+   */
+  readonly needsPurge: boolean;
+  /** Delete expired documents; returns how many. */
+  purgeExpired(now: Date): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Per-operation options: the call's signal aborts database work when the call ends. */
+export interface OperationOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface UserStore {
+  findById(id: string, options?: OperationOptions): Promise<User | undefined>;
+  findByEmail(email: string, options?: OperationOptions): Promise<User | undefined>;
+  /** Insert a new user; "email_taken" when the address already belongs to a user. */
+  insert(user: User, options?: OperationOptions): Promise<"inserted" | "email_taken">;
+  /** Apply changes; returns the user after them, undefined when it does not exist. */
+  update(id: string, changes: UserChanges, options?: OperationOptions): Promise<User | undefined>;
+  /** Set emailConfirmedAt if it is not set yet; returns the user after. */
+  confirmEmail(id: string, at: Date, options?: OperationOptions): Promise<User | undefined>;
+  /**
+   * Record that one address of the pending email change `changeId` is
+   * confirmed; undefined when that change is no longer pending.
+   */
+  confirmEmailChangeAddress(id: string, changeId: string, address: EmailChangeAddress, at: Date, options?: OperationOptions): Promise<User | undefined>;
+  /**
+   * Move the user to the new address of pending change `change` and mark it
+   * confirmed. "email_taken" when another user holds the address by now;
+   * undefined when the change is no longer pending.
+   */
+  completeEmailChange(id: string, change: Pick<PendingEmailChange, "id" | "newEmail">, at: Date, options?: OperationOptions): Promise<User | "email_taken" | undefined>;
+  /** Drop pending change `changeId` (if it still is the pending one). */
+  cancelEmailChange(id: string, changeId: string, at: Date, options?: OperationOptions): Promise<void>;
+}
+
+export interface UserChanges {
+  readonly updatedAt: Date;
+  readonly passwordHash?: string;
+  readonly userMetadata?: JsonObject;
+  readonly invitedAt?: Date;
+  /** Start this email change, replacing any pending one. */
+  readonly emailChange?: PendingEmailChange;
+}
+
+export interface LinkStore {
+  /** Store new links (all of one issue). */
+  insert(links: readonly LinkRecord[], options?: OperationOptions): Promise<void>;
+  /**
+   * Delete the user's links of `type` from issues older than (issuedAt,
+   * issueId), so that the newest issue wins even when two race.
+   */
+  deleteOlderIssues(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<number>;
+  /** Delete every outstanding link of a user. */
+  deleteAllForUser(userId: string, options?: OperationOptions): Promise<number>;
+  /** Atomically remove and return the live (now < expiresAt) link with this hash and type. */
+  consume(tokenHash: string, type: LinkType, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
+  /** Live links of `type` sent to `email` (candidates for a one-time code), at most `limit`. */
+  findLiveByEmail(email: string, type: LinkType, now: Date, limit: number, options?: OperationOptions): Promise<LinkRecord[]>;
+  /**
+   * Count one code attempt against a live link that has had fewer than
+   * `maxAttempts`; returns the link after counting, undefined when none
+   * qualifies. Counting happens before the code is compared, so concurrent
+   * guesses can never exceed the limit.
+   */
+  reserveOtpAttempt(tokenHash: string, maxAttempts: number, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
+  /** Delete one link (a link whose attempts are used up is dead). */
+  delete(tokenHash: string, options?: OperationOptions): Promise<void>;
+  /** Put back a link that was consumed but whose effect could not be applied. */
+  restore(link: LinkRecord, options?: OperationOptions): Promise<void>;
+}
+
+/** The store cannot be reached (or did not answer in time); the caller may retry. */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+}
