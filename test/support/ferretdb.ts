@@ -1,0 +1,130 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { cp, mkdir, mkdtemp, rm, stat, writeFile, chmod } from "node:fs/promises";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { MongoClient } from "mongodb";
+import { freePort } from "./ports.js";
+
+// FerretDB for the MongoDB suite when no AUTHLINK_TEST_MONGODB_URI is given.
+//
+// Pinned to v1.24.2. `go install ...@v1.24.2` builds a binary that panics at
+// start (the module archive lacks build/version/version.txt, which its
+// version check requires), so the pinned module is fetched through the Go
+// module proxy, that one file is supplied, and it is built with `go build`.
+
+const run = promisify(execFile);
+
+export const FERRETDB_VERSION = "v1.24.2";
+const MODULE = "github.com/FerretDB/FerretDB";
+
+/** Where the binary lives: $AUTHLINK_TEST_FERRETDB_BIN, else a per-user cache. */
+export function ferretdbBinary(): string {
+  return (
+    process.env.AUTHLINK_TEST_FERRETDB_BIN ??
+    join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "authlink", `ferretdb-${FERRETDB_VERSION}`)
+  );
+}
+
+/** Build the pinned FerretDB unless the binary is already there. */
+export async function installFerretDB(log: (line: string) => void = () => {}): Promise<string> {
+  const binary = ferretdbBinary();
+  if (await exists(binary)) return binary;
+  log(`building FerretDB ${FERRETDB_VERSION} with go (once; cached at ${binary})`);
+  const { stdout } = await run("go", ["mod", "download", "-json", `${MODULE}@${FERRETDB_VERSION}`], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const moduleDir = (JSON.parse(stdout) as { Dir: string }).Dir;
+  const work = await mkdtemp(join(tmpdir(), "ferretdb-src-"));
+  try {
+    const src = join(work, "src");
+    await cp(moduleDir, src, { recursive: true });
+    await run("chmod", ["-R", "u+w", src]);
+    await writeFile(join(src, "build", "version", "version.txt"), `${FERRETDB_VERSION}\n`);
+    await mkdir(join(binary, ".."), { recursive: true });
+    await run("go", ["build", "-buildvcs=false", "-o", binary, "./cmd/ferretdb"], {
+      cwd: src,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    await chmod(binary, 0o755);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return binary;
+}
+
+export interface RunningFerretDB {
+  readonly uri: string;
+  stop(): Promise<void>;
+}
+
+/** Start FerretDB (SQLite backend, fresh temporary directory) and wait until it answers. */
+export async function startFerretDB(binary: string): Promise<RunningFerretDB> {
+  const dataDir = await mkdtemp(join(tmpdir(), "ferretdb-data-"));
+  const port = await freePort();
+  const child: ChildProcess = spawn(
+    binary,
+    [
+      "--handler=sqlite",
+      `--sqlite-url=file:${dataDir}/`,
+      `--listen-addr=127.0.0.1:${port}`,
+      "--telemetry=disable",
+      "--log-level=error",
+      "--debug-addr=-",
+      `--state-dir=${dataDir}`,
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const uri = `mongodb://127.0.0.1:${port}/`;
+  const stop = async () => {
+    if (child.exitCode === null) child.kill("SIGTERM");
+    await exited;
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    await waitUntilAnswering(uri, 30_000, () => child.exitCode !== null);
+  } catch (error) {
+    await stop();
+    throw new Error(`FerretDB did not start: ${(error as Error).message}\n${stderr}`);
+  }
+  return { uri, stop };
+}
+
+async function waitUntilAnswering(uri: string, timeoutMs: number, gaveUp: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 500 });
+    try {
+      await client.db("admin").command({ ping: 1 });
+      return;
+    } catch (error) {
+      if (gaveUp() || Date.now() > deadline) throw error;
+    } finally {
+      await client.close();
+    }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+// `node dist/test/support/ferretdb.js install` builds it ahead of the tests (CI).
+if (process.argv[1]?.endsWith("ferretdb.js") && process.argv[2] === "install") {
+  installFerretDB((line) => process.stderr.write(`${line}\n`)).then(
+    (binary) => process.stdout.write(`${binary}\n`),
+    (error: unknown) => {
+      process.stderr.write(`FerretDB install failed: ${String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

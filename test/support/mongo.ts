@@ -1,0 +1,37 @@
+import { randomBytes } from "node:crypto";
+import { after } from "node:test";
+import { MongoClient } from "mongodb";
+
+// Each test file gets its own database on the suite's MongoDB and drops it
+// when done. Without AUTHLINK_TEST_MONGODB_URI the tests fail: run them with
+// `npm test`, which provides one.
+
+export function testMongoUri(): string {
+  const uri = process.env.AUTHLINK_TEST_MONGODB_URI;
+  if (!uri) {
+    throw new Error(
+      "AUTHLINK_TEST_MONGODB_URI is not set: run the suite with `npm test` (it starts FerretDB) or point it at a MongoDB",
+    );
+  }
+  return uri;
+}
+
+export interface TestDatabase {
+  readonly uri: string;
+  readonly name: string;
+  /** A client for inspecting the database directly. */
+  readonly client: MongoClient;
+}
+
+/** A fresh database for this test file, dropped after the file's tests. */
+export async function useTestDatabase(label: string): Promise<TestDatabase> {
+  const uri = testMongoUri();
+  const name = `authlink_test_${label.replace(/[^a-z0-9]/gi, "_")}_${randomBytes(4).toString("hex")}`;
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
+  await client.connect();
+  after(async () => {
+    await client.db(name).dropDatabase().catch(() => undefined);
+    await client.close();
+  });
+  return { uri, name, client };
+}

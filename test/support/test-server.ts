@@ -1,0 +1,80 @@
+import { randomBytes } from "node:crypto";
+import { startAuthlink, type RunningAuthlink } from "../../src/authlink.js";
+import { loadConfig, type Config, type LoadConfigOptions } from "../../src/config/config.js";
+import { systemClock, type Clock } from "../../src/domain/clock.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
+import { openMongoStore } from "../../src/store/mongo-store.js";
+import type { Store } from "../../src/store/store.js";
+import { createCapturedLogger } from "./captured-logger.js";
+import type { TestDatabase } from "./mongo.js";
+
+// A real authlink on an ephemeral loopback port, configured through the same
+// loadConfig as production, with its log lines captured.
+
+export const TEST_REDIRECT_ALLOW_LIST = "https://app.example.com/**,http://localhost:3000/**";
+
+export interface TestServerOptions {
+  /** Extra or overriding AUTHLINK_* variables. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** A database to use (MongoDB store); without it the embedded store is used. */
+  readonly database?: TestDatabase;
+  readonly clock?: Clock;
+  readonly readFile?: LoadConfigOptions["readFile"];
+}
+
+export interface TestServer {
+  readonly url: string;
+  readonly port: number;
+  readonly config: Config;
+  readonly store: Store;
+  readonly serviceKey: string;
+  /** Every log line so far (JSON). */
+  readonly logs: string[];
+  close(): Promise<void>;
+}
+
+export function testEnv(overrides: Readonly<Record<string, string>> = {}): Record<string, string> {
+  return {
+    AUTHLINK_ADDR: "127.0.0.1:0",
+    AUTHLINK_SERVICE_KEYS: `test-key-${randomBytes(24).toString("base64url")}`,
+    AUTHLINK_OTP_SECRET: randomBytes(32).toString("base64url"),
+    AUTHLINK_REDIRECT_ALLOW_LIST: TEST_REDIRECT_ALLOW_LIST,
+    AUTHLINK_PUBLIC_URL: "https://auth.example.com",
+    AUTHLINK_SHUTDOWN_TIMEOUT: "5s",
+    ...overrides,
+  };
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const env = testEnv(options.env);
+  const config = loadConfig(env, { readFile: options.readFile });
+  const { logger, lines } = createCapturedLogger();
+  const store = options.database
+    ? await openMongoStore({
+        uri: options.database.uri,
+        database: options.database.name,
+        timeoutMs: 5_000,
+        socketTimeoutMs: 30_000,
+        logger,
+      })
+    : createMemoryStore();
+  let running: RunningAuthlink;
+  try {
+    running = await startAuthlink({ config, logger, store, clock: options.clock ?? systemClock });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return {
+    url: running.url,
+    port: running.port,
+    config,
+    store,
+    serviceKey: (env.AUTHLINK_SERVICE_KEYS ?? "").split(",")[0] ?? "",
+    logs: lines,
+    async close() {
+      await running.close();
+      await store.close();
+    },
+  };
+}
