@@ -114,8 +114,11 @@ export class LinkService {
     const current = emailChange?.requireCurrent ? mint(user.email, "current") : undefined;
     await store.links.insert(current ? [primary.record, current.record] : [primary.record], op);
     // Replace the user's older links of this type only after the new ones are
-    // stored: a failure here leaves an extra link, never none.
+    // stored (a failure here leaves an extra link, never none). When two calls
+    // race, the newer issue wins: the older one's links go, as if the calls
+    // had come one after the other.
     await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
+    await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op);
 
     return {
       type: request.type,

@@ -102,6 +102,13 @@ export function createMemoryStore(): Store {
     async deleteOlderIssues(userId, type: LinkType, issuedAt, issueId) {
       return deleteWhere((l) => l.userId === userId && l.type === type && isOlder(l, issuedAt, issueId));
     },
+    async removeIfSuperseded(userId, type: LinkType, issuedAt, issueId) {
+      const superseded = [...links.values()].some(
+        (l) => l.userId === userId && l.type === type && l.issueId !== issueId && !isOlder(l, issuedAt, issueId),
+      );
+      if (superseded) deleteWhere((l) => l.issueId === issueId);
+      return superseded;
+    },
     async deleteAllForUser(userId) {
       return deleteWhere((l) => l.userId === userId);
     },

@@ -198,6 +198,16 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         );
         return result.deletedCount;
       }),
+    removeIfSuperseded: (userId, type, issuedAt, issueId, options) =>
+      run(options, async () => {
+        const newer = await links.findOne(
+          { userId, type, $or: [{ issuedAt: { $gt: issuedAt } }, { issuedAt, issueId: { $gt: issueId } }] },
+          { ...read(options), projection: { _id: 1 } },
+        );
+        if (!newer) return false;
+        await links.deleteMany({ userId, type, issueId });
+        return true;
+      }),
     deleteAllForUser: (userId, options) =>
       run(options, async () => (await links.deleteMany({ userId })).deletedCount),
     consume: (tokenHash, type, now, options) =>

@@ -69,6 +69,13 @@ export interface LinkStore {
    * issueId), so that the newest issue wins even when two race.
    */
   deleteOlderIssues(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<number>;
+  /**
+   * If the user has links of `type` from an issue newer than (issuedAt,
+   * issueId), delete this issue's links and return true. Called after
+   * deleteOlderIssues, it settles races: whatever the interleaving, only the
+   * newest issue survives.
+   */
+  removeIfSuperseded(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<boolean>;
   /** Delete every outstanding link of a user. */
   deleteAllForUser(userId: string, options?: OperationOptions): Promise<number>;
   /** Atomically remove and return the live (now < expiresAt) link with this hash and type. */

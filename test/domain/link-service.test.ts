@@ -1,0 +1,451 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
+import { AuthlinkError } from "../../src/domain/errors.js";
+import type { LinkSettings } from "../../src/domain/link-settings.js";
+import { LinkService, type GeneratedLink } from "../../src/domain/link-service.js";
+import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
+import type { LinkType } from "../../src/domain/link-type.js";
+import { createOtpCodec } from "../../src/security/otp.js";
+import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/security/passwords.js";
+import { Secret } from "../../src/security/secret.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
+import { openMongoStore } from "../../src/store/mongo-store.js";
+import { StoreUnavailableError, type Store } from "../../src/store/store.js";
+import { createCapturedLogger } from "../support/captured-logger.js";
+import { ManualClock } from "../support/manual-clock.js";
+import { useTestDatabase } from "../support/mongo.js";
+
+// The behaviour table of DESIGN.md, expiry at its exact boundary, code attempt
+// limits, secure email change, link replacement and revocation, and recovery
+// from a fault mid-redemption. Runs on the embedded store and on MongoDB.
+
+const HOUR = 3_600_000;
+
+const settings: LinkSettings = {
+  publicUrl: new URL("https://auth.example.com"),
+  expiry: {
+    defaultMs: { signup: HOUR, magiclink: HOUR, recovery: HOUR, invite: 24 * HOUR, email_change: HOUR },
+    minMs: 60_000,
+    maxMs: 7 * 24 * HOUR,
+  },
+  otpMaxAttempts: 5,
+  secureEmailChange: true,
+  password: { minLength: 8 },
+  maxUserDataBytes: 8192,
+};
+
+interface Fixture {
+  readonly links: LinkService;
+  readonly store: Store;
+  readonly clock: ManualClock;
+}
+
+function makeService(store: Store, overrides: Partial<LinkSettings> = {}): Fixture {
+  const clock = new ManualClock();
+  const links = new LinkService({
+    store,
+    clock,
+    otp: createOtpCodec(new Secret("s".repeat(32)), 6),
+    passwords: createArgon2Hasher(DEFAULT_ARGON2_PARAMS),
+    redirects: compileRedirectPolicy(["https://app.example.com/**"]).policy,
+    settings: { ...settings, ...overrides },
+  });
+  return { links, store, clock };
+}
+
+let counter = 0;
+const uniqueEmail = (label: string) => `${label}-${++counter}-${Date.now().toString(36)}@example.com`;
+
+function input(type: LinkType, email: string, extra: Partial<GenerateLinkInput> = {}): GenerateLinkInput {
+  return {
+    type,
+    email,
+    redirectTo: "",
+    data: undefined,
+    password: type === "signup" ? "correct horse battery staple" : "",
+    newEmail: "",
+    expiresInMs: undefined,
+    ...extra,
+  };
+}
+
+const tokenOf = (link: { actionLink: string }) => new URL(link.actionLink).searchParams.get("token") ?? "";
+const byToken = (type: LinkType, token: string): VerifyLinkInput => ({ type, credential: { kind: "token", token } });
+const byCode = (type: LinkType, email: string, otp: string): VerifyLinkInput => ({
+  type,
+  credential: { kind: "email_otp", email, otp },
+});
+const wrongCode = (otp: string) => String((Number(otp) + 1) % 1_000_000).padStart(6, "0");
+
+async function rejects(promise: Promise<unknown>, reason: string): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof AuthlinkError, `expected AuthlinkError, got ${String(error)}`);
+    assert.equal(error.reason, reason);
+    return true;
+  });
+}
+
+async function usable(f: Fixture, type: LinkType, generated: GeneratedLink): Promise<boolean> {
+  try {
+    await f.links.verify(byToken(type, tokenOf(generated.link)));
+    return true;
+  } catch (error) {
+    if (error instanceof AuthlinkError && error.reason === "link_invalid_or_expired") return false;
+    throw error;
+  }
+}
+
+function suite(name: string, openStore: () => Promise<Store>): void {
+  describe(name, () => {
+    let store: Store;
+    before(async () => {
+      store = await openStore();
+    });
+    after(() => store.close());
+    const fixture = (overrides?: Partial<LinkSettings>) => makeService(store, overrides);
+
+    describe("SIGNUP", () => {
+      test("creates an unconfirmed user with an argon2id password; redeeming confirms", async () => {
+        const f = fixture();
+        const email = uniqueEmail("signup");
+        const generated = await f.links.generate(input("signup", email, { data: { plan: "pro" } }));
+        assert.equal(generated.user.emailConfirmedAt, undefined);
+        assert.deepEqual(generated.user.userMetadata, { plan: "pro" });
+        const stored = await store.users.findByEmail(email);
+        assert.match(stored?.passwordHash ?? "", /^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
+        f.clock.advance(1000);
+        const verified = await f.links.verify(byToken("signup", tokenOf(generated.link)));
+        assert.deepEqual(verified.user.emailConfirmedAt, f.clock.now());
+      });
+
+      test("re-issue for an unconfirmed user merges data, replaces the password and the old link", async () => {
+        const f = fixture();
+        const email = uniqueEmail("resignup");
+        const first = await f.links.generate(input("signup", email, { data: { plan: "free", source: "ad" } }));
+        f.clock.advance(1);
+        const second = await f.links.generate(
+          input("signup", email, { data: { plan: "pro" }, password: "another long passphrase" }),
+        );
+        assert.equal(second.user.id, first.user.id);
+        assert.deepEqual(second.user.userMetadata, { plan: "pro", source: "ad" });
+        assert.notEqual((await store.users.findById(first.user.id))?.passwordHash, undefined);
+        assert.equal(await usable(f, "signup", first), false, "the first link was replaced");
+        assert.equal(await usable(f, "signup", second), true);
+      });
+
+      test("a confirmed user is ALREADY_EXISTS email_exists", async () => {
+        const f = fixture();
+        const email = uniqueEmail("confirmed");
+        const generated = await f.links.generate(input("signup", email));
+        await f.links.verify(byToken("signup", tokenOf(generated.link)));
+        await rejects(f.links.generate(input("signup", email)), "email_exists");
+      });
+
+      test("two concurrent signups for one address make one user, and exactly one link survives", async () => {
+        const f = fixture();
+        const email = uniqueEmail("race");
+        const [a, b] = await Promise.all([
+          f.links.generate(input("signup", email)),
+          f.links.generate(input("signup", email)),
+        ]);
+        assert.equal(a.user.id, b.user.id);
+        const results = [await usable(f, "signup", a), await usable(f, "signup", b)];
+        assert.deepEqual(results.filter(Boolean).length, 1, `usable: ${results}`);
+      });
+    });
+
+    describe("MAGICLINK", () => {
+      test("creates a missing user and the link stays a magic link", async () => {
+        const f = fixture();
+        const email = uniqueEmail("magic");
+        const generated = await f.links.generate(input("magiclink", email, { data: { from: "magic" } }));
+        assert.equal(generated.type, "magiclink");
+        assert.equal(new URL(generated.link.actionLink).searchParams.get("type"), "magiclink");
+        assert.deepEqual(generated.user.userMetadata, { from: "magic" });
+        await rejects(f.links.verify(byToken("signup", tokenOf(generated.link))), "link_invalid_or_expired");
+        const verified = await f.links.verify(byToken("magiclink", tokenOf(generated.link)));
+        assert.ok(verified.user.emailConfirmedAt, "confirms the address");
+      });
+
+      test("issues for confirmed users without touching their metadata", async () => {
+        const f = fixture();
+        const email = uniqueEmail("magic2");
+        const first = await f.links.generate(input("magiclink", email, { data: { a: 1 } }));
+        await f.links.verify(byToken("magiclink", tokenOf(first.link)));
+        const second = await f.links.generate(input("magiclink", email, { data: { a: 2 } }));
+        assert.deepEqual(second.user.userMetadata, { a: 1 });
+        assert.ok(second.user.emailConfirmedAt);
+        assert.equal(await usable(f, "magiclink", second), true);
+      });
+    });
+
+    describe("RECOVERY", () => {
+      test("a missing user is NOT_FOUND user_not_found and nothing is created", async () => {
+        const f = fixture();
+        const email = uniqueEmail("nobody");
+        await rejects(f.links.generate(input("recovery", email)), "user_not_found");
+        assert.equal(await store.users.findByEmail(email), undefined);
+      });
+
+      test("redeeming revokes every other outstanding link of the user", async () => {
+        const f = fixture();
+        const email = uniqueEmail("recover");
+        const magic = await f.links.generate(input("magiclink", email));
+        const invite = await f.links.generate(input("invite", uniqueEmail("bystander")));
+        const recovery = await f.links.generate(input("recovery", email));
+        const verified = await f.links.verify(byToken("recovery", tokenOf(recovery.link)));
+        assert.ok(verified.user.emailConfirmedAt, "receiving the mail proves the address");
+        assert.equal(await usable(f, "magiclink", magic), false, "the magic link was revoked");
+        assert.equal(await usable(f, "invite", invite), true, "another user's links are untouched");
+      });
+    });
+
+    describe("INVITE", () => {
+      test("creates the user with invited_at and data; re-issue refreshes invited_at; confirmed is email_exists", async () => {
+        const f = fixture();
+        const email = uniqueEmail("invite");
+        const first = await f.links.generate(input("invite", email, { data: { team: "red" } }));
+        assert.deepEqual(first.user.invitedAt, f.clock.now());
+        assert.deepEqual(first.user.userMetadata, { team: "red" });
+        assert.equal(first.expiresAt.getTime() - f.clock.now().getTime(), 24 * HOUR, "per-type default expiry");
+        f.clock.advance(5000);
+        const second = await f.links.generate(input("invite", email));
+        assert.deepEqual(second.user.invitedAt, f.clock.now());
+        await f.links.verify(byToken("invite", tokenOf(second.link)));
+        await rejects(f.links.generate(input("invite", email)), "email_exists");
+      });
+    });
+
+    describe("EMAIL_CHANGE", () => {
+      async function confirmedUser(f: Fixture, label: string) {
+        const email = uniqueEmail(label);
+        const g = await f.links.generate(input("magiclink", email));
+        await f.links.verify(byToken("magiclink", tokenOf(g.link)));
+        return email;
+      }
+
+      test("secure mode needs both addresses, in either order, then swaps and revokes other links", async () => {
+        for (const order of [["new", "current"], ["current", "new"]] as const) {
+          const f = fixture();
+          const email = await confirmedUser(f, `change-${order[0]}`);
+          const newEmail = uniqueEmail("moved");
+          const magic = await f.links.generate(input("magiclink", email));
+          const generated = await f.links.generate(input("email_change", email, { newEmail }));
+          assert.equal(generated.user.emailChange?.newEmail, newEmail);
+          assert.ok(generated.currentAddressLink, "secure mode issues a link for the current address");
+          const links = { new: generated.link, current: generated.currentAddressLink };
+
+          const firstStep = await f.links.verify(byToken("email_change", tokenOf(links[order[0]])));
+          assert.equal(firstStep.emailChangePending, true);
+          assert.equal(firstStep.user.email, email, "not changed after one confirmation");
+
+          const secondStep = await f.links.verify(byToken("email_change", tokenOf(links[order[1]])));
+          assert.equal(secondStep.emailChangePending, false);
+          assert.equal(secondStep.user.email, newEmail);
+          assert.equal(secondStep.user.emailChange, undefined);
+          assert.equal(await store.users.findByEmail(email), undefined, "the old address is free");
+          assert.equal(await usable(f, "magiclink", magic), false, "other links are revoked");
+        }
+      });
+
+      test("codes work too: each code with the address it was sent to", async () => {
+        const f = fixture();
+        const email = await confirmedUser(f, "codes");
+        const newEmail = uniqueEmail("codes-new");
+        const generated = await f.links.generate(input("email_change", email, { newEmail }));
+        const current = generated.currentAddressLink;
+        assert.ok(current);
+        await rejects(f.links.verify(byCode("email_change", email, generated.link.otp)), "link_invalid_or_expired");
+        await f.links.verify(byCode("email_change", newEmail, generated.link.otp));
+        const done = await f.links.verify(byCode("email_change", email, current.otp));
+        assert.equal(done.user.email, newEmail);
+      });
+
+      test("without secure mode one confirmation of the new address is enough", async () => {
+        const f = fixture({ secureEmailChange: false });
+        const email = await confirmedUser(f, "insecure");
+        const newEmail = uniqueEmail("insecure-new");
+        const generated = await f.links.generate(input("email_change", email, { newEmail }));
+        assert.equal(generated.currentAddressLink, undefined);
+        const done = await f.links.verify(byToken("email_change", tokenOf(generated.link)));
+        assert.equal(done.user.email, newEmail);
+      });
+
+      test("missing user, taken address, and an address taken before completion", async () => {
+        const f = fixture();
+        await rejects(f.links.generate(input("email_change", uniqueEmail("ghost"), { newEmail: uniqueEmail("x") })), "user_not_found");
+        const email = await confirmedUser(f, "taken");
+        const other = await confirmedUser(f, "holder");
+        await rejects(f.links.generate(input("email_change", email, { newEmail: other })), "email_exists");
+
+        const newEmail = uniqueEmail("contested");
+        const generated = await f.links.generate(input("email_change", email, { newEmail }));
+        await f.links.verify(byToken("email_change", tokenOf(generated.link)));
+        await f.links.generate(input("magiclink", newEmail)); // someone else takes the address
+        const current = generated.currentAddressLink;
+        assert.ok(current);
+        await rejects(f.links.verify(byToken("email_change", tokenOf(current))), "email_exists");
+        const user = await store.users.findByEmail(email);
+        assert.equal(user?.emailChange, undefined, "the impossible change is dropped");
+      });
+
+      test("a newer email change makes the older change's links useless", async () => {
+        const f = fixture({ secureEmailChange: false });
+        const email = await confirmedUser(f, "twice");
+        const first = await f.links.generate(input("email_change", email, { newEmail: uniqueEmail("first") }));
+        f.clock.advance(1);
+        const secondTarget = uniqueEmail("second");
+        const second = await f.links.generate(input("email_change", email, { newEmail: secondTarget }));
+        await rejects(f.links.verify(byToken("email_change", tokenOf(first.link))), "link_invalid_or_expired");
+        assert.equal((await f.links.verify(byToken("email_change", tokenOf(second.link)))).user.email, secondTarget);
+      });
+    });
+
+    describe("expiry", () => {
+      test("a link works until the instant before expires_at and not at it", async () => {
+        const f = fixture();
+        const a = await f.links.generate(input("magiclink", uniqueEmail("edge-a"), { expiresInMs: 10 * 60_000 }));
+        const b = await f.links.generate(input("magiclink", uniqueEmail("edge-b"), { expiresInMs: 10 * 60_000 }));
+        assert.equal(a.expiresAt.getTime(), f.clock.now().getTime() + 10 * 60_000);
+        f.clock.set(new Date(a.expiresAt.getTime() - 1));
+        await f.links.verify(byToken("magiclink", tokenOf(a.link)));
+        f.clock.set(a.expiresAt);
+        await rejects(f.links.verify(byToken("magiclink", tokenOf(b.link))), "link_invalid_or_expired");
+        await rejects(
+          f.links.verify(byCode("magiclink", b.user.email, b.link.otp)),
+          "link_invalid_or_expired",
+        );
+      });
+    });
+
+    describe("one-time codes", () => {
+      test("redeeming the code consumes the link token too, and the other way round", async () => {
+        const f = fixture();
+        const one = await f.links.generate(input("magiclink", uniqueEmail("both-a")));
+        await f.links.verify(byCode("magiclink", one.user.email, one.link.otp));
+        await rejects(f.links.verify(byToken("magiclink", tokenOf(one.link))), "link_invalid_or_expired");
+        const two = await f.links.generate(input("magiclink", uniqueEmail("both-b")));
+        await f.links.verify(byToken("magiclink", tokenOf(two.link)));
+        await rejects(f.links.verify(byCode("magiclink", two.user.email, two.link.otp)), "link_invalid_or_expired");
+      });
+
+      test("four wrong codes then the right one works; five wrong codes kill the link", async () => {
+        const f = fixture();
+        const survivor = await f.links.generate(input("magiclink", uniqueEmail("attempts-ok")));
+        for (let i = 0; i < 4; i++) {
+          await rejects(f.links.verify(byCode("magiclink", survivor.user.email, wrongCode(survivor.link.otp))), "link_invalid_or_expired");
+        }
+        await f.links.verify(byCode("magiclink", survivor.user.email, survivor.link.otp));
+
+        const victim = await f.links.generate(input("magiclink", uniqueEmail("attempts-dead")));
+        for (let i = 0; i < 5; i++) {
+          await rejects(f.links.verify(byCode("magiclink", victim.user.email, wrongCode(victim.link.otp))), "link_invalid_or_expired");
+        }
+        await rejects(f.links.verify(byCode("magiclink", victim.user.email, victim.link.otp)), "link_invalid_or_expired");
+        await rejects(f.links.verify(byToken("magiclink", tokenOf(victim.link))), "link_invalid_or_expired");
+      });
+
+      test("30 concurrent wrong guesses cannot buy more than the limit", async () => {
+        const f = fixture();
+        const target = await f.links.generate(input("magiclink", uniqueEmail("burst")));
+        const guesses = Array.from({ length: 30 }, (_, i) =>
+          f.links.verify(byCode("magiclink", target.user.email, wrongCode(String(Number(target.link.otp) + i)))).then(
+            () => "ok",
+            (e: unknown) => (e instanceof AuthlinkError ? e.reason : String(e)),
+          ),
+        );
+        const outcomes = await Promise.all(guesses);
+        assert.ok(outcomes.every((o) => o === "link_invalid_or_expired"), outcomes.join(","));
+        await rejects(f.links.verify(byCode("magiclink", target.user.email, target.link.otp)), "link_invalid_or_expired");
+      });
+
+      test("a code never redeems another user's link, nor a link of another type", async () => {
+        const f = fixture();
+        const alice = await f.links.generate(input("magiclink", uniqueEmail("alice")));
+        const bob = await f.links.generate(input("magiclink", uniqueEmail("bob")));
+        await rejects(f.links.verify(byCode("magiclink", bob.user.email, alice.link.otp)), "link_invalid_or_expired");
+        await rejects(f.links.verify(byCode("recovery", alice.user.email, alice.link.otp)), "link_invalid_or_expired");
+        await f.links.verify(byCode("magiclink", alice.user.email, alice.link.otp));
+      });
+    });
+
+    describe("links of a type", () => {
+      test("a new link replaces the user's older link of that type only", async () => {
+        const f = fixture();
+        const email = uniqueEmail("replace");
+        const magic1 = await f.links.generate(input("magiclink", email));
+        const invite = await f.links.generate(input("invite", email));
+        f.clock.advance(1);
+        const magic2 = await f.links.generate(input("magiclink", email));
+        assert.equal(await usable(f, "magiclink", magic1), false);
+        assert.equal(await usable(f, "invite", invite), true);
+        assert.equal(await usable(f, "magiclink", magic2), true);
+      });
+
+      test("a token tried with the wrong type is refused and not consumed", async () => {
+        const f = fixture();
+        const magic = await f.links.generate(input("magiclink", uniqueEmail("confuse")));
+        for (const type of ["signup", "recovery", "invite", "email_change"] as const) {
+          await rejects(f.links.verify(byToken(type, tokenOf(magic.link))), "link_invalid_or_expired");
+        }
+        assert.equal(await usable(f, "magiclink", magic), true);
+      });
+    });
+
+    describe("bad input", () => {
+      test("is refused before anything is read or written", async () => {
+        const f = fixture();
+        const email = uniqueEmail("nothing");
+        const bad: GenerateLinkInput[] = [
+          input("signup", email, { password: "" }),
+          input("signup", email, { password: "password" }),
+          input("magiclink", email, { password: "x" }),
+          input("magiclink", email, { redirectTo: "https://evil.example.net/" }),
+          input("magiclink", email, { expiresInMs: 1 }),
+          input("magiclink", email, { data: { blob: "x".repeat(9000) } }),
+          input("invite", email, { newEmail: uniqueEmail("n") }),
+          input(undefined as unknown as LinkType, email),
+        ];
+        for (const request of bad) {
+          await assert.rejects(f.links.generate(request), (e: unknown) => e instanceof AuthlinkError && e.kind === "invalid_argument");
+        }
+        assert.equal(await store.users.findByEmail(email), undefined);
+      });
+    });
+
+    describe("a fault while applying a redeemed link", () => {
+      test("gives the link back, so it works once the database does", async () => {
+        const f = fixture();
+        const generated = await f.links.generate(input("magiclink", uniqueEmail("fault")));
+        let failures = 1;
+        const flaky: Store = {
+          ...store,
+          users: {
+            ...store.users,
+            confirmEmail: async (...args) => {
+              if (failures-- > 0) throw new StoreUnavailableError("database went away");
+              return store.users.confirmEmail(...args);
+            },
+          },
+        };
+        const service = makeService(flaky);
+        await assert.rejects(service.links.verify(byToken("magiclink", tokenOf(generated.link))), StoreUnavailableError);
+        const verified = await service.links.verify(byToken("magiclink", tokenOf(generated.link)));
+        assert.equal(verified.user.id, generated.user.id);
+      });
+    });
+  });
+}
+
+suite("embedded store", async () => createMemoryStore());
+suite("MongoDB store", async () => {
+  const database = await useTestDatabase("link_service");
+  return openMongoStore({
+    uri: database.uri,
+    database: database.name,
+    timeoutMs: 5_000,
+    socketTimeoutMs: 30_000,
+    logger: createCapturedLogger().logger,
+  });
+});
