@@ -17,7 +17,7 @@ import {
 import type { LinkSettings } from "./link-settings.js";
 import type { LinkType } from "./link-type.js";
 import type { RedirectPolicy } from "./redirect-policy.js";
-import { isEmailChangeComplete, type EmailChangeAddress, type JsonObject, type User } from "./user.js";
+import type { EmailChangeAddress, JsonObject, User } from "./user.js";
 
 // Issuing and redeeming links: the behaviour table of DESIGN.md. Knows
 // nothing of protobuf or MongoDB; it talks to the Store port.
@@ -99,7 +99,6 @@ export class LinkService {
         issueId,
         issuedAt: now,
         expiresAt,
-        otpAttempts: 0,
         emailChange: emailChange && address ? { changeId: emailChange.id, address } : undefined,
       };
       const issued: IssuedLink = {
@@ -239,10 +238,10 @@ export class LinkService {
   }
 
   /**
-   * Find the link a code belongs to. Each candidate link first has an attempt
-   * counted (atomically, below its limit) and only then is the code compared,
-   * so parallel guesses cannot exceed the limit; a link out of attempts is
-   * deleted.
+   * Find the link a code belongs to. Before a code is compared with a
+   * candidate link, one of that link's attempts is claimed (claims are unique
+   * keys, so parallel guesses cannot share an attempt); once the last attempt
+   * is used without success, the link is deleted.
    */
   async #redeemCode(
     email: string,
@@ -255,15 +254,23 @@ export class LinkService {
     const { otpMaxAttempts } = this.#deps.settings;
     const candidates = await links.findLiveByEmail(email, type, now, MAX_OTP_CANDIDATES, op);
     for (const candidate of candidates) {
-      const reserved = await links.reserveOtpAttempt(candidate.tokenHash, otpMaxAttempts, now, op);
-      if (!reserved) {
+      const attempt = await this.#claimOtpAttempt(candidate, op);
+      if (attempt === undefined) {
         await links.delete(candidate.tokenHash, op);
         continue;
       }
-      if (this.#deps.otp.matches(reserved.otpHash, type, email, otp)) {
-        return links.consume(reserved.tokenHash, type, now, op);
+      if (this.#deps.otp.matches(candidate.otpHash, type, email, otp)) {
+        return links.consume(candidate.tokenHash, type, now, op);
       }
-      if (reserved.otpAttempts >= otpMaxAttempts) await links.delete(reserved.tokenHash, op);
+      if (attempt >= otpMaxAttempts) await links.delete(candidate.tokenHash, op);
+    }
+    return undefined;
+  }
+
+  /** The number (1-based) of the attempt this call now owns, or undefined when all are used. */
+  async #claimOtpAttempt(link: LinkRecord, op: OperationOptions): Promise<number | undefined> {
+    for (let attempt = 1; attempt <= this.#deps.settings.otpMaxAttempts; attempt++) {
+      if (await this.#deps.store.claims.claim(`otp:${link.tokenHash}:${attempt}`, link.expiresAt, op)) return attempt;
     }
     return undefined;
   }
@@ -287,23 +294,46 @@ export class LinkService {
         await links.deleteAllForUser(link.userId);
         return done(user);
       }
-      case "email_change": {
-        if (!link.emailChange) throw linkInvalidOrExpired();
-        const { changeId, address } = link.emailChange;
-        const user = await users.confirmEmailChangeAddress(link.userId, changeId, address, now);
-        if (!user?.emailChange) throw linkInvalidOrExpired(); // a newer change replaced this one
-        if (!isEmailChangeComplete(user.emailChange)) return done(user, true);
-        const changed = await users.completeEmailChange(link.userId, user.emailChange, now);
-        if (changed === "email_taken") {
-          // Someone else took the address meanwhile. Dropping the pending
-          // change also kills its other link (it no longer matches a change).
-          await users.cancelEmailChange(link.userId, changeId, now);
-          throw new AuthlinkError("email_exists");
-        }
-        if (changed) await links.deleteAllForUser(link.userId);
-        return done(changed);
-      }
+      case "email_change":
+        return this.#confirmEmailChange(link, now, done);
     }
+  }
+
+  /**
+   * One address of an email change is confirmed (its link is redeemed). The
+   * confirmation is recorded as a claim; when every address the change needs
+   * is confirmed, the user moves to the new address and every other link of
+   * the user is revoked.
+   */
+  async #confirmEmailChange(
+    link: LinkRecord,
+    now: Date,
+    done: (user: User | undefined, emailChangePending?: boolean) => VerifiedLink,
+  ): Promise<VerifiedLink> {
+    const { users, links, claims } = this.#deps.store;
+    const user = await users.findById(link.userId);
+    const change = user?.emailChange;
+    if (!link.emailChange || !change || change.id !== link.emailChange.changeId) {
+      throw linkInvalidOrExpired(); // a newer change replaced this one, or it was dropped
+    }
+    const key = (address: EmailChangeAddress) => `email_change:${change.id}:${address}`;
+    await claims.claim(key(link.emailChange.address), link.expiresAt);
+    const needed = change.requireCurrent ? [key("new"), key("current")] : [key("new")];
+    const confirmed = await claims.claimed(needed, now);
+    if (needed.some((k) => !confirmed.has(k))) return done(user, true);
+
+    const changed = await users.completeEmailChange(link.userId, change, now);
+    if (changed === "email_taken") {
+      // Someone else took the address meanwhile. Dropping the pending change
+      // also kills its other link (it no longer matches a change).
+      await users.cancelEmailChange(link.userId, change.id, now);
+      throw new AuthlinkError("email_exists");
+    }
+    // undefined: a concurrent confirmation completed the change first.
+    const after = changed ?? (await users.findById(link.userId));
+    if (after?.email !== change.newEmail) throw linkInvalidOrExpired();
+    await links.deleteAllForUser(link.userId);
+    return done(after);
   }
 }
 

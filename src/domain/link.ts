@@ -2,6 +2,8 @@ import type { LinkType } from "./link-type.js";
 import type { EmailChangeAddress } from "./user.js";
 
 // An outstanding link as stored: hashes only, never the token or the code.
+// A record never changes after it is stored; it is only deleted (redeemed,
+// replaced, revoked or expired).
 
 export interface LinkRecord {
   /** SHA-256 hex of the link token; unique. */
@@ -19,8 +21,6 @@ export interface LinkRecord {
   readonly issuedAt: Date;
   /** The link works while now < expiresAt. */
   readonly expiresAt: Date;
-  /** Wrong codes tried so far against this link. */
-  readonly otpAttempts: number;
   /** EMAIL_CHANGE only: which change and which address this link confirms. */
   readonly emailChange?: { readonly changeId: string; readonly address: EmailChangeAddress } | undefined;
 }

@@ -26,13 +26,7 @@ export interface PendingEmailChange {
   /** Secure email change: the current address must confirm too. */
   readonly requireCurrent: boolean;
   readonly requestedAt: Date;
-  readonly newConfirmedAt?: Date | undefined;
-  readonly currentConfirmedAt?: Date | undefined;
 }
 
 /** Which address of an email change a link was sent to. */
 export type EmailChangeAddress = "new" | "current";
-
-export function isEmailChangeComplete(change: PendingEmailChange): boolean {
-  return change.newConfirmedAt !== undefined && (!change.requireCurrent || change.currentConfirmedAt !== undefined);
-}

@@ -1,7 +1,7 @@
 import type { LinkRecord } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
-import type { EmailChangeAddress, PendingEmailChange, User } from "../domain/user.js";
-import type { LinkStore, Store, UserChanges, UserStore } from "./store.js";
+import type { User } from "../domain/user.js";
+import type { ClaimStore, LinkStore, Store, UserChanges, UserStore } from "./store.js";
 
 // The embedded store: everything in process memory, gone on restart. Each
 // method does all of its reads and writes synchronously, so on Node's single
@@ -15,6 +15,7 @@ export function createMemoryStore(): Store {
   const users = new Map<string, User>();
   const userIdByEmail = new Map<string, string>();
   const links = new Map<string, LinkRecord>();
+  const claims = new Map<string, Date>();
 
   const userStore: UserStore = {
     async findById(id) {
@@ -39,13 +40,6 @@ export function createMemoryStore(): Store {
       return replaceUser(id, (user) =>
         user.emailConfirmedAt ? user : { ...user, emailConfirmedAt: at, updatedAt: at },
       );
-    },
-    async confirmEmailChangeAddress(id, changeId, address: EmailChangeAddress, at) {
-      const user = users.get(id);
-      if (!user?.emailChange || user.emailChange.id !== changeId) return undefined;
-      const field = address === "new" ? "newConfirmedAt" : "currentConfirmedAt";
-      const emailChange: PendingEmailChange = { ...user.emailChange, [field]: at };
-      return replaceUser(id, (u) => ({ ...u, emailChange, updatedAt: at }));
     },
     async completeEmailChange(id, change, at) {
       const user = users.get(id);
@@ -124,13 +118,6 @@ export function createMemoryStore(): Store {
         .slice(0, limit)
         .map(copy);
     },
-    async reserveOtpAttempt(tokenHash, maxAttempts, now) {
-      const link = links.get(tokenHash);
-      if (!link || !isLive(link, now) || link.otpAttempts >= maxAttempts) return undefined;
-      const next = { ...link, otpAttempts: link.otpAttempts + 1 };
-      links.set(tokenHash, next);
-      return copy(next);
-    },
     async delete(tokenHash) {
       links.delete(tokenHash);
     },
@@ -139,13 +126,32 @@ export function createMemoryStore(): Store {
     },
   };
 
+  const claimStore: ClaimStore = {
+    async claim(key, expiresAt) {
+      if (claims.has(key)) return false;
+      claims.set(key, expiresAt);
+      return true;
+    },
+    async claimed(keys, now) {
+      return new Set(keys.filter((key) => (claims.get(key)?.getTime() ?? -Infinity) > now.getTime()));
+    },
+  };
+
   return {
     kind: "memory",
     users: userStore,
     links: linkStore,
+    claims: claimStore,
     needsPurge: true,
     async purgeExpired(now) {
-      return deleteWhere((l) => !isLive(l, now));
+      let count = deleteWhere((l) => !isLive(l, now));
+      for (const [key, expiresAt] of claims) {
+        if (expiresAt.getTime() <= now.getTime()) {
+          claims.delete(key);
+          count++;
+        }
+      }
+      return count;
     },
     async close() {},
   };

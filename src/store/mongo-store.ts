@@ -3,16 +3,20 @@ import type { LinkRecord } from "../domain/link.js";
 import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
 import { isDuplicateKeyError, translateErrors } from "./mongo-errors.js";
-import type { LinkStore, OperationOptions, Store, UserStore } from "./store.js";
+import type { ClaimStore, LinkStore, OperationOptions, Store, UserStore } from "./store.js";
 
 // The MongoDB store (official driver). Collections:
 //   users        _id = user id; unique index on the normalized email
 //   link_tokens  _id = SHA-256 of the link token (so it is unique, and a
 //                hashed shard key on _id spreads it); indexes on {email,type}
 //                and {userId,type}; TTL on expiresAt
-// Single use rests on one findOneAndDelete whose filter also checks expiry,
-// so the TTL monitor's lag never matters. Servers without TTL indexes
-// (FerretDB 1.x answers NotImplemented) get a purge loop instead.
+//   claims       _id = the claimed key (one-time code attempts, email-change
+//                confirmations); TTL on expiresAt
+// Redemption reads the link, then deletes it with the same filter (which also
+// checks expiry, so the TTL monitor's lag never matters); only the caller
+// whose delete removed the document gets it. Links never change after insert,
+// so the read cannot be stale. Servers without TTL indexes (FerretDB 1.x
+// answers NotImplemented) get a purge loop instead.
 
 export interface MongoStoreOptions {
   readonly uri: string;
@@ -38,6 +42,11 @@ interface UserDoc {
   emailChange?: PendingEmailChange;
 }
 
+interface ClaimDoc {
+  _id: string;
+  expiresAt: Date;
+}
+
 interface LinkDoc {
   _id: string;
   otpHash: string;
@@ -48,7 +57,6 @@ interface LinkDoc {
   issueId: string;
   issuedAt: Date;
   expiresAt: Date;
-  otpAttempts: number;
   emailChange?: LinkRecord["emailChange"];
 }
 
@@ -86,19 +94,20 @@ async function ensureIndexes(db: Db, logger: Logger): Promise<{ ttl: boolean }> 
   await links.createIndex({ email: 1, type: 1 }, { name: "email_type" });
   await links.createIndex({ userId: 1, type: 1 }, { name: "user_type" });
   const ttl = await createTtlIndex(links, "expiresAt", logger);
+  await createTtlIndex(db.collection("claims"), "expiresAt", ttl ? undefined : logger);
   return { ttl };
 }
 
-async function createTtlIndex(collection: Collection, field: string, logger: Logger): Promise<boolean> {
+/** Logs the fallback once per start-up: pass a logger only for the first collection. */
+async function createTtlIndex(collection: Collection, field: string, logger: Logger | undefined): Promise<boolean> {
   try {
     await collection.createIndex({ [field]: 1 }, { expireAfterSeconds: 0, name: `${field}_ttl` });
     return true;
   } catch (error) {
     if ((error as { code?: unknown }).code !== NOT_IMPLEMENTED) throw error;
     await collection.createIndex({ [field]: 1 }, { name: `${field}_purge` });
-    logger.warn(
-      { collection: collection.collectionName },
-      "this MongoDB server does not support TTL indexes; expired documents are purged periodically instead",
+    logger?.warn(
+      "this MongoDB server does not support TTL indexes (it answered NotImplemented); expired documents are purged periodically instead",
     );
     return false;
   }
@@ -107,10 +116,12 @@ async function createTtlIndex(collection: Collection, field: string, logger: Log
 function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
   const users = db.collection<UserDoc>("users");
   const links = db.collection<LinkDoc>("link_tokens");
+  const claims = db.collection<ClaimDoc>("claims");
   // The driver can abort reads mid-flight; writes it cannot, so a write is
   // simply not started once the call's signal has fired.
   const read = (options?: OperationOptions) => (options?.signal ? { signal: options.signal } : {});
   const after = { returnDocument: "after" as const };
+  // (Used only where the last writer winning is harmless: see store.ts.)
   const run = <T>(options: OperationOptions | undefined, operation: () => Promise<T>): Promise<T> => {
     options?.signal?.throwIfAborted();
     return translateErrors(operation);
@@ -146,17 +157,6 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
           after,
         );
         return toUser(updated ?? (await users.findOne({ _id: id }, read(options))));
-      }),
-    confirmEmailChangeAddress: (id, changeId, address, at, options) =>
-      run(options, async () => {
-        const field = address === "new" ? "emailChange.newConfirmedAt" : "emailChange.currentConfirmedAt";
-        return toUser(
-          await users.findOneAndUpdate(
-            { _id: id, "emailChange.id": changeId },
-            { $set: { [field]: at, updatedAt: at } },
-            after,
-          ),
-        );
       }),
     completeEmailChange: (id, change, at, options) =>
       run(options, async () => {
@@ -211,24 +211,18 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
     deleteAllForUser: (userId, options) =>
       run(options, async () => (await links.deleteMany({ userId })).deletedCount),
     consume: (tokenHash, type, now, options) =>
-      run(options, async () =>
-        toLink(await links.findOneAndDelete({ _id: tokenHash, type, expiresAt: { $gt: now } })),
-      ),
+      run(options, async () => {
+        const filter = { _id: tokenHash, type, expiresAt: { $gt: now } };
+        const link = await links.findOne(filter, read(options));
+        if (!link) return undefined;
+        const { deletedCount } = await links.deleteOne(filter);
+        return deletedCount === 1 ? toLink(link) : undefined;
+      }),
     findLiveByEmail: (email, type, now, limit, options) =>
       run(options, async () => {
         const docs = await links.find({ email, type, expiresAt: { $gt: now } }, read(options)).limit(limit).toArray();
         return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
-    reserveOtpAttempt: (tokenHash, maxAttempts, now, options) =>
-      run(options, async () =>
-        toLink(
-          await links.findOneAndUpdate(
-            { _id: tokenHash, expiresAt: { $gt: now }, otpAttempts: { $lt: maxAttempts } },
-            { $inc: { otpAttempts: 1 } },
-            after,
-          ),
-        ),
-      ),
     delete: (tokenHash, options) =>
       run(options, async () => {
         await links.deleteOne({ _id: tokenHash });
@@ -239,13 +233,36 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
   };
 
+  const claimStore: ClaimStore = {
+    claim: (key, expiresAt, options) =>
+      run(options, async () => {
+        try {
+          await claims.insertOne({ _id: key, expiresAt });
+          return true;
+        } catch (error) {
+          if (isDuplicateKeyError(error)) return false;
+          throw error;
+        }
+      }),
+    claimed: (keys, now, options) =>
+      run(options, async () => {
+        const docs = await claims.find({ _id: { $in: [...keys] }, expiresAt: { $gt: now } }, read(options)).toArray();
+        return new Set(docs.map((doc) => doc._id));
+      }),
+  };
+
   return {
     kind: "mongodb",
     users: userStore,
     links: linkStore,
+    claims: claimStore,
     needsPurge: !ttl,
     purgeExpired: (now) =>
-      translateErrors(async () => (await links.deleteMany({ expiresAt: { $lte: now } })).deletedCount),
+      translateErrors(async () => {
+        const expired = { expiresAt: { $lte: now } };
+        const [a, b] = await Promise.all([links.deleteMany(expired), claims.deleteMany(expired)]);
+        return a.deletedCount + b.deletedCount;
+      }),
     close: () => client.close(),
   };
 }
@@ -290,7 +307,6 @@ function fromLink(link: LinkRecord): LinkDoc {
     issueId: link.issueId,
     issuedAt: link.issuedAt,
     expiresAt: link.expiresAt,
-    otpAttempts: link.otpAttempts,
     emailChange: link.emailChange,
   } as LinkDoc;
 }
@@ -307,7 +323,6 @@ function toLink(doc: LinkDoc | null): LinkRecord | undefined {
     issueId: doc.issueId,
     issuedAt: doc.issuedAt,
     expiresAt: doc.expiresAt,
-    otpAttempts: doc.otpAttempts,
     emailChange: doc.emailChange ?? undefined,
   };
 }

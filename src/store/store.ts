@@ -1,18 +1,27 @@
 import type { LinkRecord } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
-import type { EmailChangeAddress, JsonObject, PendingEmailChange, User } from "../domain/user.js";
+import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
 
 // The persistence port. The domain calls these intention-revealing methods;
-// each store (memory-store.ts, mongo-store.ts) implements them atomically and
-// both pass one contract suite (test/store/store-contract.ts). Every method
-// either does what it says or throws; a failed write is never reported as
-// done. Connectivity failures throw StoreUnavailableError.
+// each store (memory-store.ts, mongo-store.ts) implements them and both pass
+// one contract suite (test/store/store-contract.ts). Every method either does
+// what it says or throws; a failed write is never reported as done.
+// Connectivity failures throw StoreUnavailableError.
+//
+// Where concurrent calls must not both win (redeeming a link, counting a code
+// attempt, recording a confirmation), the decision rests on the two
+// operations that are atomic on every MongoDB-compatible server: inserting a
+// unique key, and the count reported by a delete. A read-modify-write
+// (findOneAndUpdate, findOneAndDelete) is atomic on MongoDB but not on every
+// compatible server (FerretDB 1.24 hands one document to several concurrent
+// findOneAndDelete calls), so correctness never depends on one.
 
 export interface Store {
   /** "memory" or "mongodb", for logs. */
   readonly kind: string;
   readonly users: UserStore;
   readonly links: LinkStore;
+  readonly claims: ClaimStore;
   /**
    * True when the server does not expire documents itself (no TTL indexes):
    * then purgeExpired must run periodically (store/purge-loop.ts).
@@ -37,11 +46,6 @@ export interface UserStore {
   update(id: string, changes: UserChanges, options?: OperationOptions): Promise<User | undefined>;
   /** Set emailConfirmedAt if it is not set yet; returns the user after. */
   confirmEmail(id: string, at: Date, options?: OperationOptions): Promise<User | undefined>;
-  /**
-   * Record that one address of the pending email change `changeId` is
-   * confirmed; undefined when that change is no longer pending.
-   */
-  confirmEmailChangeAddress(id: string, changeId: string, address: EmailChangeAddress, at: Date, options?: OperationOptions): Promise<User | undefined>;
   /**
    * Move the user to the new address of pending change `change` and mark it
    * confirmed. "email_taken" when another user holds the address by now;
@@ -78,21 +82,28 @@ export interface LinkStore {
   removeIfSuperseded(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<boolean>;
   /** Delete every outstanding link of a user. */
   deleteAllForUser(userId: string, options?: OperationOptions): Promise<number>;
-  /** Atomically remove and return the live (now < expiresAt) link with this hash and type. */
+  /**
+   * Remove and return the live (now < expiresAt) link with this hash and
+   * type. Of concurrent calls for one link, exactly one gets it.
+   */
   consume(tokenHash: string, type: LinkType, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
   /** Live links of `type` sent to `email` (candidates for a one-time code), at most `limit`. */
   findLiveByEmail(email: string, type: LinkType, now: Date, limit: number, options?: OperationOptions): Promise<LinkRecord[]>;
-  /**
-   * Count one code attempt against a live link that has had fewer than
-   * `maxAttempts`; returns the link after counting, undefined when none
-   * qualifies. Counting happens before the code is compared, so concurrent
-   * guesses can never exceed the limit.
-   */
-  reserveOtpAttempt(tokenHash: string, maxAttempts: number, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
-  /** Delete one link (a link whose attempts are used up is dead). */
+  /** Delete one link (a link whose code attempts are used up is dead). */
   delete(tokenHash: string, options?: OperationOptions): Promise<void>;
   /** Put back a link that was consumed but whose effect could not be applied. */
   restore(link: LinkRecord, options?: OperationOptions): Promise<void>;
+}
+
+/**
+ * Keys that can be recorded once: the first claim of a key wins, every later
+ * one loses, however many race. Claims expire at `expiresAt`.
+ */
+export interface ClaimStore {
+  /** True for the one call that recorded `key`; false when it already was. */
+  claim(key: string, expiresAt: Date, options?: OperationOptions): Promise<boolean>;
+  /** Which of `keys` are recorded (and not expired at `now`). */
+  claimed(keys: readonly string[], now: Date, options?: OperationOptions): Promise<Set<string>>;
 }
 
 /** The store cannot be reached (or did not answer in time); the caller may retry. */

@@ -439,13 +439,13 @@ function suite(name: string, openStore: () => Promise<Store>): void {
 }
 
 suite("embedded store", async () => createMemoryStore());
-suite("MongoDB store", async () => {
-  const database = await useTestDatabase("link_service");
-  return openMongoStore({
+const database = await useTestDatabase("link_service");
+suite("MongoDB store", async () =>
+  openMongoStore({
     uri: database.uri,
     database: database.name,
     timeoutMs: 5_000,
     socketTimeoutMs: 30_000,
     logger: createCapturedLogger().logger,
-  });
-});
+  }),
+);

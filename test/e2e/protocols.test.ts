@@ -18,10 +18,11 @@ import { startTestServer, type TestServer } from "../support/test-server.js";
 // Every protocol and client stack authlink promises, over real sockets, on the
 // MongoDB store: generate a link, redeem it, and read a typed error back.
 
+const database = await useTestDatabase("protocols");
 let server: TestServer;
 
 before(async () => {
-  server = await startTestServer({ database: await useTestDatabase("protocols") });
+  server = await startTestServer({ database });
 });
 after(() => server.close());
 

@@ -46,11 +46,12 @@ const files: Record<string, Buffer> = {
   "/tls/client-ca.pem": caPem,
 };
 
+const database = await useTestDatabase("tls");
 let server: TestServer;
 
 before(async () => {
   server = await startTestServer({
-    database: await useTestDatabase("tls"),
+    database,
     env: {
       AUTHLINK_TLS_CERT: "/tls/server.pem",
       AUTHLINK_TLS_KEY: "/tls/server.key",

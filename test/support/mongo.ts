@@ -23,7 +23,11 @@ export interface TestDatabase {
   readonly client: MongoClient;
 }
 
-/** A fresh database for this test file, dropped after the file's tests. */
+/**
+ * A fresh database for this test file, dropped after the file's tests. Call it
+ * at the top level of the file (top-level await), not inside a hook, so that
+ * the drop is registered for the end of the file.
+ */
 export async function useTestDatabase(label: string): Promise<TestDatabase> {
   const uri = testMongoUri();
   const name = `authlink_test_${label.replace(/[^a-z0-9]/gi, "_")}_${randomBytes(4).toString("hex")}`;
