@@ -2,6 +2,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import type { TlsConfig } from "../config/config.js";
 
 // One port for every protocol: gRPC clients speak HTTP/2, browsers and curl
@@ -60,7 +61,10 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
       },
       tracked,
     );
-    secure.on("secureConnection", (socket: Duplex) => tracker.addSocket(socket));
+    secure.on("secureConnection", (socket: TLSSocket) => {
+      tracker.addSocket(socket);
+      if (socket.alpnProtocol === "h2") tracker.markHttp2(socket);
+    });
     secure.on("session", (session) => tracker.addSession(session));
     secure.setTimeout(idleTimeoutMs);
     listener = secure;
@@ -85,6 +89,7 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
         if (mayBeHttp2) {
           // The HTTP/2 session reads what was unshifted from the socket's
           // buffer itself; resuming here would drop it.
+          tracker.markHttp2(socket);
           h2.emit("connection", socket);
         } else {
           h1.emit("connection", socket);
@@ -123,14 +128,15 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
  */
 function createConnectionTracker() {
   const sockets = new Set<Duplex>();
+  /** Connections carrying HTTP/2: their session closes them (GOAWAY, then after the last stream). */
+  const http2Sockets = new WeakSet<Duplex>();
   const sessions = new Set<http2.Http2Session>();
   const inFlight = new Map<Duplex, number>();
   let draining = false;
 
   const closeIfIdle = (socket: Duplex) => {
-    if (draining && !inFlight.get(socket) && !isHttp2(socket)) socket.destroy();
+    if (draining && !inFlight.get(socket) && !http2Sockets.has(socket)) socket.destroy();
   };
-  const isHttp2 = (socket: Duplex) => [...sessions].some((s) => s.socket === socket);
 
   return {
     addSocket(socket: Duplex) {
@@ -139,6 +145,9 @@ function createConnectionTracker() {
         sockets.delete(socket);
         inFlight.delete(socket);
       });
+    },
+    markHttp2(socket: Duplex) {
+      http2Sockets.add(socket);
     },
     addSession(session: http2.Http2Session) {
       sessions.add(session);
