@@ -1,9 +1,11 @@
 import type { Config } from "./config/config.js";
 import type { Clock } from "./domain/clock.js";
 import { LinkService } from "./domain/link-service.js";
+import { RateLimiter } from "./domain/rate-limiter.js";
 import type { Logger } from "./log/logger.js";
 import { AdminAuthService } from "../gen/authlink/v1/admin_auth_service_pb.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
+import { createAuditInterceptor } from "./rpc/audit-interceptor.js";
 import { createCallerInterceptor } from "./rpc/caller-interceptor.js";
 import { createErrorInterceptor } from "./rpc/error-interceptor.js";
 import { createOtpCodec } from "./security/otp.js";
@@ -43,17 +45,24 @@ export function createApp(deps: AppDeps): App {
     passwords: createArgon2Hasher(config.argon2),
     redirects: config.redirects,
     settings: config.links,
+    rateLimiter: new RateLimiter(store.rateLimits, clock),
+    rateLimits: config.rateLimits,
   });
   const handler = createHttpHandler({
-    routes: (router) => router.service(AdminAuthService, createAdminAuthService(links)),
+    routes: (router) =>
+      router.service(AdminAuthService, createAdminAuthService(links, { maxCallDurationMs: config.maxCallDurationMs })),
+    // Outermost first: errors are mapped last, so the audit sees every
+    // outcome, including refusals by the caller interceptor.
     interceptors: [
       createErrorInterceptor(logger),
+      createAuditInterceptor({ audit: store.audit, clock, logger, retentionMs: config.auditRetentionMs }),
       createCallerInterceptor({
         keys: createServiceKeyMatcher(config.serviceKeys),
         serviceIdentities: config.serviceIdentities,
       }),
     ],
     maxRequestBytes: config.maxRequestBytes,
+    trustedProxies: config.trustedProxies,
   });
   const stopPurge = store.needsPurge ? startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger) : () => {};
   return { handler, links, close: stopPurge };

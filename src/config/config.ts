@@ -3,7 +3,9 @@ import { readFileSync } from "node:fs";
 import { formatDurationMs, parseDurationMs } from "../domain/durations.js";
 import type { LinkSettings } from "../domain/link-settings.js";
 import { LINK_TYPES, type LinkType } from "../domain/link-type.js";
+import type { RateLimitSettings, RateRule } from "../domain/rate-limiter.js";
 import { compileRedirectPolicy, type RedirectPolicy } from "../domain/redirect-policy.js";
+import { parseTrustedProxies, type TrustedProxies } from "../security/client-address.js";
 import { MAX_OTP_LENGTH, MIN_OTP_LENGTH } from "../security/otp.js";
 import { DEFAULT_ARGON2_PARAMS, meetsOwaspMinimum, type Argon2Params } from "../security/passwords.js";
 import { Secret } from "../security/secret.js";
@@ -44,6 +46,13 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** Largest request message accepted, in bytes. */
   readonly maxRequestBytes: number;
+  /** The longest a call may run, whatever deadline the client sets. */
+  readonly maxCallDurationMs: number;
+  readonly rateLimits: RateLimitSettings;
+  /** Proxies whose X-Forwarded-For is believed. */
+  readonly trustedProxies: TrustedProxies;
+  /** How long audit events are kept. */
+  readonly auditRetentionMs: number;
 }
 
 export class ConfigError extends Error {
@@ -83,6 +92,13 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_LOG_LEVEL",
   "AUTHLINK_SHUTDOWN_TIMEOUT",
   "AUTHLINK_MAX_REQUEST_BYTES",
+  "AUTHLINK_MAX_CALL_DURATION",
+  "AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER",
+  "AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL",
+  "AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS",
+  "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL",
+  "AUTHLINK_TRUSTED_PROXIES",
+  "AUTHLINK_AUDIT_RETENTION",
 ] as const;
 
 /** Variables with this prefix belong to the test suite, not to the server. */
@@ -255,6 +271,30 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   const logLevel = raw("AUTHLINK_LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) problem("AUTHLINK_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   const shutdownTimeoutMs = duration("AUTHLINK_SHUTDOWN_TIMEOUT", 10_000, 0, 600_000);
+  const maxCallDurationMs = duration("AUTHLINK_MAX_CALL_DURATION", 15_000, 100, 300_000);
+
+  const rate = (name: string, fallback: RateRule): RateRule => {
+    const text = raw(name);
+    if (text === undefined) return fallback;
+    if (text === "off" || text === "0") return { limit: 0, windowMs: fallback.windowMs };
+    const match = /^(\d+)\/(.+)$/.exec(text);
+    const limit = match ? Number(match[1]) : NaN;
+    const windowMs = match ? parseDurationMs(match[2] ?? "") : undefined;
+    if (!(limit >= 1 && limit <= 1_000_000) || windowMs === undefined || windowMs < 1_000 || windowMs > 86_400_000) {
+      problem(name, "must be COUNT/WINDOW (e.g. 20/1h, 120/1m; window 1s-1d) or off");
+      return fallback;
+    }
+    return { limit, windowMs };
+  };
+  const rateLimits: RateLimitSettings = {
+    generatePerCaller: rate("AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER", DEFAULT_RATE_LIMITS.generatePerCaller),
+    generatePerEmail: rate("AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL", DEFAULT_RATE_LIMITS.generatePerEmail),
+    verifyPerAddress: rate("AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS", DEFAULT_RATE_LIMITS.verifyPerAddress),
+    verifyCodePerEmail: rate("AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL", DEFAULT_RATE_LIMITS.verifyCodePerEmail),
+  };
+  const trusted = parseTrustedProxies(list("AUTHLINK_TRUSTED_PROXIES"));
+  for (const bad of trusted.problems) problem("AUTHLINK_TRUSTED_PROXIES", `${JSON.stringify(bad)} is not an IP address or CIDR range`);
+  const auditRetentionMs = duration("AUTHLINK_AUDIT_RETENTION", 90 * 86_400_000, 3_600_000, 3_650 * 86_400_000);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
@@ -271,8 +311,24 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     logLevel,
     shutdownTimeoutMs,
     maxRequestBytes,
+    maxCallDurationMs,
+    rateLimits,
+    trustedProxies: trusted.proxies,
+    auditRetentionMs,
   });
 }
+
+/**
+ * Defaults that stay out of the way of normal admin work (re-issuing to one
+ * address a few times a minute, bulk runs of thousands of addresses) while
+ * bounding a runaway caller and guessing from one place.
+ */
+export const DEFAULT_RATE_LIMITS: RateLimitSettings = {
+  generatePerCaller: { limit: 30_000, windowMs: 60_000 },
+  generatePerEmail: { limit: 20, windowMs: 3_600_000 },
+  verifyPerAddress: { limit: 120, windowMs: 60_000 },
+  verifyCodePerEmail: { limit: 30, windowMs: 3_600_000 },
+};
 
 /** `host:port` with an IPv6 host in brackets; port 0 picks a free port. */
 export function parseListenAddress(text: string): { host: string; port: number } | undefined {

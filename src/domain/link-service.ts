@@ -4,6 +4,7 @@ import type { OtpCodec } from "../security/otp.js";
 import type { PasswordHasher } from "../security/passwords.js";
 import type { OperationOptions, Store } from "../store/store.js";
 import { buildActionLink } from "./action-link.js";
+import type { CallContext } from "./call-context.js";
 import type { Clock } from "./clock.js";
 import { AuthlinkError, linkInvalidOrExpired } from "./errors.js";
 import type { LinkRecord } from "./link.js";
@@ -16,6 +17,7 @@ import {
 } from "./link-requests.js";
 import type { LinkSettings } from "./link-settings.js";
 import type { LinkType } from "./link-type.js";
+import type { RateLimiter, RateLimitSettings } from "./rate-limiter.js";
 import type { RedirectPolicy } from "./redirect-policy.js";
 import type { EmailChangeAddress, JsonObject, User } from "./user.js";
 
@@ -29,12 +31,8 @@ export interface LinkServiceDeps {
   readonly passwords: PasswordHasher;
   readonly redirects: RedirectPolicy;
   readonly settings: LinkSettings;
-}
-
-/** Per-call facts from the transport. */
-export interface CallContext {
-  /** Fires when the caller goes away or the deadline passes. */
-  readonly signal?: AbortSignal | undefined;
+  readonly rateLimiter: RateLimiter;
+  readonly rateLimits: RateLimitSettings;
 }
 
 /** The secrets of one link, handed out once. */
@@ -75,13 +73,18 @@ export class LinkService {
   }
 
   async generate(input: GenerateLinkInput, call: CallContext = {}): Promise<GeneratedLink> {
-    const { settings, redirects, passwords, clock, store } = this.#deps;
+    const { settings, redirects, passwords, clock, store, rateLimiter, rateLimits } = this.#deps;
+    const { facts } = call;
     const request = validateGenerateLink(input, settings, redirects);
+    if (facts) Object.assign(facts, { linkType: request.type, email: request.email });
+    const op: OperationOptions = { signal: call.signal };
+    await rateLimiter.take("generate-caller", call.serviceIdentity ?? "", rateLimits.generatePerCaller, op);
+    await rateLimiter.take("generate-email", `${request.type}:${request.email}`, rateLimits.generatePerEmail, op);
     const passwordHash = request.password === undefined ? undefined : await passwords.hash(request.password);
     call.signal?.throwIfAborted();
-    const op: OperationOptions = { signal: call.signal };
     const now = clock.now();
     const user = await this.#prepareUser(request, passwordHash, now, op);
+    if (facts) facts.userId = user.id;
 
     const issueId = randomUUID();
     const expiresAt = new Date(now.getTime() + request.expiresInMs);
@@ -111,13 +114,23 @@ export class LinkService {
 
     const primary = emailChange ? mint(emailChange.newEmail, "new") : mint(user.email);
     const current = emailChange?.requireCurrent ? mint(user.email, "current") : undefined;
-    await store.links.insert(current ? [primary.record, current.record] : [primary.record], op);
-    // Replace the user's older links of this type only after the new ones are
-    // stored (a failure here leaves an extra link, never none). When two calls
-    // race, the newer issue wins: the older one's links go, as if the calls
-    // had come one after the other.
-    await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
-    await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op);
+    const records = current ? [primary.record, current.record] : [primary.record];
+    facts?.hashedTokens.push(...records.map((r) => r.tokenHash));
+    await store.links.insert(records, op);
+    try {
+      // Replace the user's older links of this type only after the new ones
+      // are stored (a failure here leaves an extra link, never none). When
+      // two calls race, the newer issue wins: the older one's links go, as if
+      // the calls had come one after the other.
+      await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
+      await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op);
+      call.signal?.throwIfAborted();
+    } catch (error) {
+      // The caller will never see these links (deadline passed, client gone,
+      // or a fault): take them back so no orphan stays redeemable.
+      await Promise.all(records.map((r) => store.links.delete(r.tokenHash))).catch(() => undefined);
+      throw error;
+    }
 
     return {
       type: request.type,
@@ -130,16 +143,32 @@ export class LinkService {
   }
 
   async verify(input: VerifyLinkInput, call: CallContext = {}): Promise<VerifiedLink> {
-    const { store, clock } = this.#deps;
-    const request = validateVerifyLink(input, this.#deps.otp);
+    const { store, clock, rateLimiter, rateLimits } = this.#deps;
+    const { facts } = call;
     const op: OperationOptions = { signal: call.signal };
+    // Per client address, before anything else, so malformed floods count
+    // too. A backend that proved the service role verifies for many people
+    // from one address and is not limited here.
+    if (call.serviceIdentity === undefined) {
+      await rateLimiter.take("verify-address", call.clientAddress ?? "", rateLimits.verifyPerAddress, op);
+    }
+    const request = validateVerifyLink(input, this.#deps.otp);
+    if (facts) facts.linkType = request.type;
     const now = clock.now();
     const { credential } = request;
-    const link =
-      credential.kind === "token"
-        ? await store.links.consume(hashLinkToken(credential.token), request.type, now, op)
-        : await this.#redeemCode(credential.email, credential.otp, request.type, now, op);
+    let link: LinkRecord | undefined;
+    if (credential.kind === "token") {
+      const tokenHash = hashLinkToken(credential.token);
+      facts?.hashedTokens.push(tokenHash);
+      link = await store.links.consume(tokenHash, request.type, now, op);
+    } else {
+      if (facts) facts.email = credential.email;
+      await rateLimiter.take("verify-code", credential.email, rateLimits.verifyCodePerEmail, op);
+      link = await this.#redeemCode(credential.email, credential.otp, request.type, now, op);
+      if (link) facts?.hashedTokens.push(link.tokenHash);
+    }
     if (!link) throw linkInvalidOrExpired();
+    if (facts) Object.assign(facts, { userId: link.userId, email: link.email });
 
     // The link is consumed: finish its effect even if the caller leaves now,
     // and if a fault stops us, put the link back so it can be used again.

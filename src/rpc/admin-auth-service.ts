@@ -1,6 +1,8 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { AdminAuthService } from "../../gen/authlink/v1/admin_auth_service_pb.js";
-import type { CallContext, LinkService } from "../domain/link-service.js";
+import type { CallContext } from "../domain/call-context.js";
+import type { LinkService } from "../domain/link-service.js";
+import { callerOf, factsKey, peerOf } from "./call-context.js";
 import { generateLinkInput, generateLinkResponse, verifyLinkInput, verifyLinkResponse } from "./messages.js";
 
 // The AdminAuthService handlers. They only translate: the wire request to a
@@ -8,7 +10,24 @@ import { generateLinkInput, generateLinkResponse, verifyLinkInput, verifyLinkRes
 // settled by the caller interceptor; errors are mapped by the error
 // interceptor.
 
-export function createAdminAuthService(links: LinkService): ServiceImpl<typeof AdminAuthService> {
+export interface AdminAuthServiceOptions {
+  /** The longest a call may run, whatever deadline the client asked for. */
+  readonly maxCallDurationMs: number;
+}
+
+export function createAdminAuthService(
+  links: LinkService,
+  options: AdminAuthServiceOptions,
+): ServiceImpl<typeof AdminAuthService> {
+  const callContext = (context: HandlerContext): CallContext => {
+    const caller = callerOf(context);
+    return {
+      signal: AbortSignal.any([context.signal, AbortSignal.timeout(options.maxCallDurationMs)]),
+      serviceIdentity: caller.kind === "service" ? caller.identity : undefined,
+      clientAddress: peerOf(context).clientAddress,
+      facts: context.values.get(factsKey),
+    };
+  };
   return {
     async generateLink(request, context) {
       return generateLinkResponse(await links.generate(generateLinkInput(request), callContext(context)));
@@ -17,8 +36,4 @@ export function createAdminAuthService(links: LinkService): ServiceImpl<typeof A
       return verifyLinkResponse(await links.verify(verifyLinkInput(request), callContext(context)));
     },
   };
-}
-
-function callContext(context: HandlerContext): CallContext {
-  return { signal: context.signal };
 }

@@ -1,7 +1,8 @@
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { TLSSocket } from "node:tls";
-import { peerKey, type Peer } from "../rpc/call-context.js";
+import { peerKey } from "../rpc/call-context.js";
+import { clientAddress, type TrustedProxies } from "../security/client-address.js";
 import { readPeerCertificate } from "../security/peer-certificate.js";
 import type { RequestHandler } from "./http-server.js";
 
@@ -16,6 +17,7 @@ export interface HttpHandlerOptions {
   readonly interceptors: Interceptor[];
   /** Largest request message, checked before it is parsed. */
   readonly maxRequestBytes: number;
+  readonly trustedProxies: TrustedProxies;
 }
 
 const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -33,14 +35,21 @@ export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
     interceptors: options.interceptors,
     readMaxBytes: options.maxRequestBytes,
     writeMaxBytes: MAX_RESPONSE_BYTES,
-    contextValues: (req) => createContextValues().set(peerKey, peerOf(req.socket as TLSSocket)),
+    contextValues: (req) => {
+      const socket = req.socket as TLSSocket;
+      const forwardedFor = req.headers["x-forwarded-for"];
+      return createContextValues().set(peerKey, {
+        certificate: readPeerCertificate(socket),
+        clientAddress: clientAddress(
+          socket.remoteAddress ?? "",
+          Array.isArray(forwardedFor) ? forwardedFor.join(",") : forwardedFor,
+          options.trustedProxies,
+        ),
+      });
+    },
   });
   return (req, res) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     connect(req, res);
   };
-}
-
-function peerOf(socket: TLSSocket): Peer {
-  return { certificate: readPeerCertificate(socket), remoteAddress: socket.remoteAddress ?? "" };
 }

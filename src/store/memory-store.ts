@@ -1,7 +1,8 @@
 import type { LinkRecord } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { User } from "../domain/user.js";
-import type { ClaimStore, LinkStore, Store, UserChanges, UserStore } from "./store.js";
+import type { AuditEvent } from "../domain/audit-event.js";
+import type { AuditStore, ClaimStore, LinkStore, RateLimitStore, Store, UserChanges, UserStore } from "./store.js";
 
 // The embedded store: everything in process memory, gone on restart. Each
 // method does all of its reads and writes synchronously, so on Node's single
@@ -16,6 +17,9 @@ export function createMemoryStore(): Store {
   const userIdByEmail = new Map<string, string>();
   const links = new Map<string, LinkRecord>();
   const claims = new Map<string, Date>();
+  /** Hits per bucket and window; the window keys expire like claims. */
+  const rateWindows = new Map<string, { hits: number; expiresAt: Date }>();
+  const auditEvents: { event: AuditEvent; expiresAt: Date }[] = [];
 
   const userStore: UserStore = {
     async findById(id) {
@@ -137,20 +141,53 @@ export function createMemoryStore(): Store {
     },
   };
 
+  const windowKey = (bucket: string, windowStart: Date) => `${bucket}|${windowStart.getTime()}`;
+  const rateLimitStore: RateLimitStore = {
+    async count(bucket, windowStart) {
+      return rateWindows.get(windowKey(bucket, windowStart))?.hits ?? 0;
+    },
+    async hit(bucket, windowStart, limit, expiresAt) {
+      const key = windowKey(bucket, windowStart);
+      const window = rateWindows.get(key) ?? { hits: 0, expiresAt };
+      if (window.hits >= limit) return false;
+      rateWindows.set(key, { hits: window.hits + 1, expiresAt });
+      return true;
+    },
+  };
+
+  const auditStore: AuditStore = {
+    async append(event, expiresAt) {
+      auditEvents.push({ event: copy(event), expiresAt });
+    },
+    async find(filter, limit) {
+      return auditEvents
+        .filter(({ event }) => (filter.email === undefined || event.email === filter.email) && (filter.userId === undefined || event.userId === filter.userId))
+        .map(({ event }) => copy(event))
+        .reverse()
+        .slice(0, limit);
+    },
+  };
+
   return {
     kind: "memory",
     users: userStore,
     links: linkStore,
     claims: claimStore,
+    rateLimits: rateLimitStore,
+    audit: auditStore,
     needsPurge: true,
     async purgeExpired(now) {
       let count = deleteWhere((l) => !isLive(l, now));
+      const expired = (expiresAt: Date) => expiresAt.getTime() <= now.getTime();
       for (const [key, expiresAt] of claims) {
-        if (expiresAt.getTime() <= now.getTime()) {
-          claims.delete(key);
-          count++;
-        }
+        if (expired(expiresAt) && claims.delete(key)) count++;
       }
+      for (const [key, window] of rateWindows) {
+        if (expired(window.expiresAt) && rateWindows.delete(key)) count++;
+      }
+      const kept = auditEvents.filter((entry) => !expired(entry.expiresAt));
+      count += auditEvents.length - kept.length;
+      auditEvents.splice(0, auditEvents.length, ...kept);
       return count;
     },
     async close() {},

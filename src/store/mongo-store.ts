@@ -1,9 +1,10 @@
 import { MongoClient, type Collection, type Db } from "mongodb";
+import type { AuditEvent } from "../domain/audit-event.js";
 import type { LinkRecord } from "../domain/link.js";
 import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
 import { isDuplicateKeyError, translateErrors } from "./mongo-errors.js";
-import type { ClaimStore, LinkStore, OperationOptions, Store, UserStore } from "./store.js";
+import type { AuditStore, ClaimStore, LinkStore, OperationOptions, RateLimitStore, Store, UserStore } from "./store.js";
 
 // The MongoDB store (official driver). Collections:
 //   users        _id = user id; unique index on the normalized email
@@ -12,6 +13,10 @@ import type { ClaimStore, LinkStore, OperationOptions, Store, UserStore } from "
 //                and {userId,type}; TTL on expiresAt
 //   claims       _id = the claimed key (one-time code attempts, email-change
 //                confirmations); TTL on expiresAt
+//   rate_limits  one document per hit: _id = bucket|window|slot, slots
+//                numbered from 1; index on {bucket,window,slot}; TTL
+//   audit_events one document per call; indexes on {email,at} and
+//                {userId,at}; TTL on expiresAt (the retention)
 // Redemption reads the link, then deletes it with the same filter (which also
 // checks expiry, so the TTL monitor's lag never matters); only the caller
 // whose delete removed the document gets it. Links never change after insert,
@@ -47,6 +52,16 @@ interface ClaimDoc {
   expiresAt: Date;
 }
 
+interface RateHitDoc {
+  _id: string;
+  bucket: string;
+  window: Date;
+  slot: number;
+  expiresAt: Date;
+}
+
+type AuditDoc = AuditEvent & { expiresAt: Date };
+
 interface LinkDoc {
   _id: string;
   otpHash: string;
@@ -61,6 +76,8 @@ interface LinkDoc {
 }
 
 const NOT_IMPLEMENTED = 238;
+/** How often a rate-limit hit retries after losing a slot to another instance. */
+const MAX_SLOT_RACES = 16;
 
 export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
   const client = new MongoClient(options.uri, {
@@ -94,7 +111,14 @@ async function ensureIndexes(db: Db, logger: Logger): Promise<{ ttl: boolean }> 
   await links.createIndex({ email: 1, type: 1 }, { name: "email_type" });
   await links.createIndex({ userId: 1, type: 1 }, { name: "user_type" });
   const ttl = await createTtlIndex(links, "expiresAt", logger);
-  await createTtlIndex(db.collection("claims"), "expiresAt", ttl ? undefined : logger);
+  await createTtlIndex(db.collection("claims"), "expiresAt", undefined);
+  const rateLimits = db.collection("rate_limits");
+  await rateLimits.createIndex({ bucket: 1, window: 1, slot: -1 }, { name: "bucket_window_slot" });
+  await createTtlIndex(rateLimits, "expiresAt", undefined);
+  const audit = db.collection("audit_events");
+  await audit.createIndex({ email: 1, at: -1 }, { name: "email_at" });
+  await audit.createIndex({ userId: 1, at: -1 }, { name: "user_at" });
+  await createTtlIndex(audit, "expiresAt", undefined);
   return { ttl };
 }
 
@@ -117,6 +141,8 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
   const users = db.collection<UserDoc>("users");
   const links = db.collection<LinkDoc>("link_tokens");
   const claims = db.collection<ClaimDoc>("claims");
+  const rateHits = db.collection<RateHitDoc>("rate_limits");
+  const auditEvents = db.collection<AuditDoc>("audit_events");
   // The driver can abort reads mid-flight; writes it cannot, so a write is
   // simply not started once the call's signal has fired.
   const read = (options?: OperationOptions) => (options?.signal ? { signal: options.signal } : {});
@@ -251,17 +277,61 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
   };
 
+  const highestSlot = async (bucket: string, window: Date, options?: OperationOptions) =>
+    (await rateHits.findOne({ bucket, window }, { ...read(options), sort: { slot: -1 }, projection: { slot: 1 } }))?.slot ?? 0;
+  const rateLimitStore: RateLimitStore = {
+    count: (bucket, windowStart, options) => run(options, () => highestSlot(bucket, windowStart, options)),
+    hit: (bucket, windowStart, limit, expiresAt, options) =>
+      run(options, async () => {
+        // Take the next slot; a duplicate key means another instance took it
+        // first, so look again. Slots above `limit` are never taken.
+        for (let attempt = 0; attempt < MAX_SLOT_RACES; attempt++) {
+          const slot = (await highestSlot(bucket, windowStart, options)) + 1;
+          if (slot > limit) return false;
+          try {
+            await rateHits.insertOne({ _id: `${bucket}|${windowStart.getTime()}|${slot}`, bucket, window: windowStart, slot, expiresAt });
+            return true;
+          } catch (error) {
+            if (!isDuplicateKeyError(error)) throw error;
+          }
+        }
+        return false; // extreme contention: refuse rather than exceed
+      }),
+  };
+
+  const auditStore: AuditStore = {
+    append: (event, expiresAt) =>
+      translateErrors(async () => {
+        await auditEvents.insertOne({ ...event, expiresAt });
+      }),
+    find: (filter, limit) =>
+      translateErrors(async () => {
+        const query: Record<string, string> = {};
+        if (filter.email !== undefined) query.email = filter.email;
+        if (filter.userId !== undefined) query.userId = filter.userId;
+        const docs = await auditEvents.find(query, { sort: { at: -1 }, limit, projection: { _id: 0, expiresAt: 0 } }).toArray();
+        return docs.map((doc) => withoutNulls(doc) as AuditEvent);
+      }),
+  };
+
   return {
     kind: "mongodb",
     users: userStore,
     links: linkStore,
     claims: claimStore,
+    rateLimits: rateLimitStore,
+    audit: auditStore,
     needsPurge: !ttl,
     purgeExpired: (now) =>
       translateErrors(async () => {
         const expired = { expiresAt: { $lte: now } };
-        const [a, b] = await Promise.all([links.deleteMany(expired), claims.deleteMany(expired)]);
-        return a.deletedCount + b.deletedCount;
+        const results = await Promise.all([
+          links.deleteMany(expired),
+          claims.deleteMany(expired),
+          rateHits.deleteMany(expired),
+          auditEvents.deleteMany(expired),
+        ]);
+        return results.reduce((sum, result) => sum + result.deletedCount, 0);
       }),
     close: () => client.close(),
   };

@@ -1,3 +1,4 @@
+import type { AuditEvent } from "../domain/audit-event.js";
 import type { LinkRecord } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
@@ -22,6 +23,8 @@ export interface Store {
   readonly users: UserStore;
   readonly links: LinkStore;
   readonly claims: ClaimStore;
+  readonly rateLimits: RateLimitStore;
+  readonly audit: AuditStore;
   /**
    * True when the server does not expire documents itself (no TTL indexes):
    * then purgeExpired must run periodically (store/purge-loop.ts).
@@ -104,6 +107,24 @@ export interface ClaimStore {
   claim(key: string, expiresAt: Date, options?: OperationOptions): Promise<boolean>;
   /** Which of `keys` are recorded (and not expired at `now`). */
   claimed(keys: readonly string[], now: Date, options?: OperationOptions): Promise<Set<string>>;
+}
+
+/**
+ * Rate-limit windows: the hits in (bucket, window) are slots numbered from 1,
+ * each a unique key, so concurrent hits never exceed a limit.
+ */
+export interface RateLimitStore {
+  /** Hits recorded in the window starting at `windowStart`. */
+  count(bucket: string, windowStart: Date, options?: OperationOptions): Promise<number>;
+  /** Record one hit if the window holds fewer than `limit`; true when recorded. */
+  hit(bucket: string, windowStart: Date, limit: number, expiresAt: Date, options?: OperationOptions): Promise<boolean>;
+}
+
+/** The audit trail (kept until `expiresAt`, the configured retention). */
+export interface AuditStore {
+  append(event: AuditEvent, expiresAt: Date): Promise<void>;
+  /** Events of one user or address, newest first (for tests and operators). */
+  find(filter: { readonly email?: string; readonly userId?: string }, limit: number): Promise<AuditEvent[]>;
 }
 
 /** The store cannot be reached (or did not answer in time); the caller may retry. */

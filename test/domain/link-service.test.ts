@@ -4,6 +4,7 @@ import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import type { LinkSettings } from "../../src/domain/link-settings.js";
 import { LinkService, type GeneratedLink } from "../../src/domain/link-service.js";
+import { RateLimiter } from "../../src/domain/rate-limiter.js";
 import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
 import type { LinkType } from "../../src/domain/link-type.js";
 import { createOtpCodec } from "../../src/security/otp.js";
@@ -50,6 +51,14 @@ function makeService(store: Store, overrides: Partial<LinkSettings> = {}): Fixtu
     passwords: createArgon2Hasher(DEFAULT_ARGON2_PARAMS),
     redirects: compileRedirectPolicy(["https://app.example.com/**"]).policy,
     settings: { ...settings, ...overrides },
+    // Limits have their own tests (rate-limiter.test.ts); here they are off.
+    rateLimiter: new RateLimiter(store.rateLimits, clock),
+    rateLimits: {
+      generatePerCaller: { limit: 0, windowMs: 60_000 },
+      generatePerEmail: { limit: 0, windowMs: 60_000 },
+      verifyPerAddress: { limit: 0, windowMs: 60_000 },
+      verifyCodePerEmail: { limit: 0, windowMs: 60_000 },
+    },
   });
   return { links, store, clock };
 }
