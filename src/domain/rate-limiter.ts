@@ -94,5 +94,7 @@ function retryAfterMs(rule: RateRule, now: number, start: number, previous: numb
   } else {
     at = end;
   }
-  return Math.max(MIN_RETRY_MS, Math.ceil(at - now));
+  // The boundary itself is still refused (the weighted count must fall below
+  // the limit), so the first allowed moment is just past it.
+  return Math.max(MIN_RETRY_MS, Math.floor(at - now) + 1);
 }

@@ -62,7 +62,8 @@ export function resolveCaller(
     }
   }
   if (authorization === null) return { kind: "anonymous" };
-  const bearer = /^Bearer ([\x21-\x7e]+)$/.exec(authorization);
+  // The scheme name is case-insensitive (RFC 7235); the key is not.
+  const bearer = /^bearer ([\x21-\x7e]+)$/i.exec(authorization);
   if (!bearer?.[1]) {
     return { kind: "rejected", reason: "credentials_invalid", identity: undefined, detail: "authorization is not a Bearer key" };
   }

@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { AuthlinkError } from "../../src/domain/errors.js";
+import { RateLimiter, type RateRule } from "../../src/domain/rate-limiter.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
+import { openMongoStore } from "../../src/store/mongo-store.js";
+import type { Store } from "../../src/store/store.js";
+import { createCapturedLogger } from "../support/captured-logger.js";
+import { ManualClock } from "../support/manual-clock.js";
+import { useTestDatabase } from "../support/mongo.js";
+
+// Limits shared through the store: exact under concurrency (also across
+// instances), sliding between windows, with a usable retry delay.
+
+const MINUTE = 60_000;
+
+async function outcome(limiter: RateLimiter, key: string, rule: RateRule): Promise<"ok" | number> {
+  try {
+    await limiter.take("test", key, rule);
+    return "ok";
+  } catch (error) {
+    assert.ok(error instanceof AuthlinkError && error.reason === "over_rate_limit", String(error));
+    assert.ok(error.retryAfterMs !== undefined && error.retryAfterMs > 0);
+    return error.retryAfterMs;
+  }
+}
+
+function suite(name: string, openStore: () => Promise<Store>, inspect?: () => Promise<string>): void {
+  describe(name, () => {
+    let store: Store;
+    before(async () => {
+      store = await openStore();
+    });
+    after(() => store.close());
+    let n = 0;
+    const key = () => `key-${++n}-${Math.random()}`;
+
+    test("allows the limit within a window and refuses the next hit with a retry delay", async () => {
+      const clock = new ManualClock("2030-01-01T00:00:00.000Z");
+      const limiter = new RateLimiter(store.rateLimits, clock);
+      const rule = { limit: 3, windowMs: MINUTE };
+      const k = key();
+      for (let i = 0; i < 3; i++) assert.equal(await outcome(limiter, k, rule), "ok");
+      const retry = await outcome(limiter, k, rule);
+      assert.equal(typeof retry, "number");
+      assert.ok((retry as number) <= 2 * MINUTE, `retry ${retry}`);
+      assert.equal(await outcome(limiter, key(), rule), "ok", "other keys are independent");
+    });
+
+    test("slides: the previous window weighs in, less and less", async () => {
+      const clock = new ManualClock("2030-01-01T00:00:00.000Z");
+      const limiter = new RateLimiter(store.rateLimits, clock);
+      const rule = { limit: 4, windowMs: MINUTE };
+      const k = key();
+      for (let i = 0; i < 4; i++) assert.equal(await outcome(limiter, k, rule), "ok");
+      clock.advance(MINUTE); // start of the next window: the full previous window still counts
+      assert.notEqual(await outcome(limiter, k, rule), "ok");
+      clock.advance(MINUTE / 2); // halfway: 4 * 0.5 = 2 of the previous count, so 2 more fit
+      assert.equal(await outcome(limiter, k, rule), "ok");
+      assert.equal(await outcome(limiter, k, rule), "ok");
+      assert.notEqual(await outcome(limiter, k, rule), "ok");
+    });
+
+    test("the retry delay is honest: waiting it out lets the next hit through", async () => {
+      const clock = new ManualClock("2030-01-01T00:00:10.000Z");
+      const limiter = new RateLimiter(store.rateLimits, clock);
+      const rule = { limit: 2, windowMs: MINUTE };
+      const k = key();
+      await outcome(limiter, k, rule);
+      await outcome(limiter, k, rule);
+      const retry = await outcome(limiter, k, rule);
+      assert.equal(typeof retry, "number");
+      clock.advance(retry as number);
+      assert.equal(await outcome(limiter, k, rule), "ok");
+    });
+
+    test("50 concurrent hits from two instances sharing the store: exactly the limit pass", async () => {
+      const clock = new ManualClock("2030-01-01T00:00:30.000Z");
+      const instances = [new RateLimiter(store.rateLimits, clock), new RateLimiter(store.rateLimits, clock)];
+      const rule = { limit: 10, windowMs: MINUTE };
+      const k = key();
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => outcome(instances[i % 2]!, k, rule)));
+      assert.equal(results.filter((r) => r === "ok").length, 10, JSON.stringify(results));
+    });
+
+    test("a limit of 0 is off", async () => {
+      const limiter = new RateLimiter(store.rateLimits, new ManualClock());
+      for (let i = 0; i < 20; i++) assert.equal(await outcome(limiter, "k", { limit: 0, windowMs: MINUTE }), "ok");
+    });
+
+    if (inspect) {
+      test("keys are stored hashed", async () => {
+        const limiter = new RateLimiter(store.rateLimits, new ManualClock());
+        await limiter.take("test", "person@example.com", { limit: 5, windowMs: MINUTE });
+        assert.doesNotMatch(await inspect(), /person@example\.com/);
+      });
+    }
+  });
+}
+
+suite("embedded store", async () => createMemoryStore());
+const database = await useTestDatabase("rate_limiter");
+suite(
+  "MongoDB store",
+  () =>
+    openMongoStore({
+      uri: database.uri,
+      database: database.name,
+      timeoutMs: 5_000,
+      socketTimeoutMs: 30_000,
+      logger: createCapturedLogger().logger,
+    }),
+  async () => JSON.stringify(await database.client.db(database.name).collection("rate_limits").find().toArray()),
+);
