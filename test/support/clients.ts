@@ -33,11 +33,14 @@ export interface ConnectClientOptions {
   readonly key?: string | null;
   readonly tls?: TlsClientOptions;
   readonly useBinaryFormat?: boolean;
+  /** Extra request headers (e.g. x-forwarded-for). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
-function bearer(key: string | null | undefined): Interceptor {
+function bearer(key: string | null | undefined, headers: Readonly<Record<string, string>> = {}): Interceptor {
   return (next) => async (req) => {
     if (key) req.header.set("authorization", `Bearer ${key}`);
+    for (const [name, value] of Object.entries(headers)) req.header.set(name, value);
     return next(req);
   };
 }
@@ -48,7 +51,7 @@ export function connectClient(baseUrl: string, options: ConnectClientOptions = {
   const nodeOptions = options.tls
     ? { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, servername: "localhost" }
     : undefined;
-  const common = { baseUrl, interceptors: [bearer(options.key)], useBinaryFormat: options.useBinaryFormat };
+  const common = { baseUrl, interceptors: [bearer(options.key, options.headers)], useBinaryFormat: options.useBinaryFormat };
   const transport =
     protocol === "grpc"
       ? createGrpcTransport({ ...common, nodeOptions })

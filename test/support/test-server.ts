@@ -18,6 +18,10 @@ export interface TestServerOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** A database to use (MongoDB store); without it the embedded store is used. */
   readonly database?: TestDatabase;
+  /** Reach the database through this URI instead (e.g. a fault-injecting proxy). */
+  readonly databaseUri?: string;
+  /** How long the store waits for an unreachable database (default 5 s). */
+  readonly dbTimeoutMs?: number;
   readonly clock?: Clock;
   readonly readFile?: LoadConfigOptions["readFile"];
 }
@@ -51,9 +55,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const { logger, lines } = createCapturedLogger();
   const store = options.database
     ? await openMongoStore({
-        uri: options.database.uri,
+        uri: options.databaseUri ?? options.database.uri,
         database: options.database.name,
-        timeoutMs: 5_000,
+        timeoutMs: options.dbTimeoutMs ?? 5_000,
         socketTimeoutMs: 30_000,
         logger,
       })
