@@ -86,7 +86,7 @@ export class LinkService {
     const user = await this.#prepareUser(request, passwordHash, now, op);
     if (facts) facts.userId = user.id;
 
-    const issueId = randomUUID();
+    const issueId = nextIssueId();
     const expiresAt = new Date(now.getTime() + request.expiresInMs);
     const emailChange = request.type === "email_change" ? user.emailChange : undefined;
     const mint = (email: string, address?: EmailChangeAddress) => {
@@ -364,6 +364,19 @@ export class LinkService {
     await links.deleteAllForUser(link.userId);
     return done(after);
   }
+}
+
+let issueSequence = 0;
+
+/**
+ * Issues are ordered by (issuedAt, issueId). Within one millisecond, calls
+ * served by this process must keep their order (a later call's link replaces
+ * an earlier one's), so the id starts with a process-wide sequence number;
+ * the random part keeps ids from different instances apart.
+ */
+function nextIssueId(): string {
+  issueSequence += 1;
+  return `${issueSequence.toString(36).padStart(11, "0")}-${randomUUID()}`;
 }
 
 /** Shallow merge: keys in `data` replace the same keys in `existing`. */

@@ -392,6 +392,16 @@ function suite(name: string, openStore: () => Promise<Store>): void {
         assert.equal(await usable(f, "magiclink", magic2), true);
       });
 
+      test("within one millisecond, the later of sequential links still wins", async () => {
+        const f = fixture();
+        const email = uniqueEmail("same-ms");
+        const issued = [];
+        for (let i = 0; i < 6; i++) issued.push(await f.links.generate(input("magiclink", email))); // the clock stands still
+        const usableNow = [];
+        for (const link of issued) usableNow.push(await usable(f, "magiclink", link));
+        assert.deepEqual(usableNow, [false, false, false, false, false, true]);
+      });
+
       test("a token tried with the wrong type is refused and not consumed", async () => {
         const f = fixture();
         const magic = await f.links.generate(input("magiclink", uniqueEmail("confuse")));
