@@ -73,7 +73,7 @@ export class LinkService {
   }
 
   async generate(input: GenerateLinkInput, call: CallContext = {}): Promise<GeneratedLink> {
-    const { settings, redirects, passwords, clock, store, rateLimiter, rateLimits } = this.#deps;
+    const { settings, redirects, passwords, clock, rateLimiter, rateLimits } = this.#deps;
     const { facts } = call;
     const request = validateGenerateLink(input, settings, redirects);
     if (facts) Object.assign(facts, { linkType: request.type, email: request.email });
@@ -86,15 +86,31 @@ export class LinkService {
     const user = await this.#prepareUser(request, passwordHash, now, op);
     if (facts) facts.userId = user.id;
 
+    const issued = await this.#issue(request, user, now, call);
+    return { type: request.type, user, redirectTo: request.redirectTo, expiresAt: issued.expiresAt, ...issued.links };
+  }
+
+  /**
+   * Mint the link (two for a secure email change), store their hashes, and
+   * replace the user's older links of the type.
+   */
+  async #issue(
+    request: GenerateLinkRequest,
+    user: User,
+    now: Date,
+    call: CallContext,
+  ): Promise<{ expiresAt: Date; links: Pick<GeneratedLink, "link" | "currentAddressLink"> }> {
+    const { store, settings, otp } = this.#deps;
+    const op: OperationOptions = { signal: call.signal };
     const issueId = nextIssueId();
     const expiresAt = new Date(now.getTime() + request.expiresInMs);
-    const emailChange = request.type === "email_change" ? user.emailChange : undefined;
+    const change = request.type === "email_change" ? user.emailChange : undefined;
     const mint = (email: string, address?: EmailChangeAddress) => {
       const { token, tokenHash } = newLinkToken();
-      const otp = this.#deps.otp.generate();
+      const code = otp.generate();
       const record: LinkRecord = {
         tokenHash,
-        otpHash: this.#deps.otp.hash(request.type, email, otp),
+        otpHash: otp.hash(request.type, email, code),
         type: request.type,
         userId: user.id,
         email,
@@ -102,20 +118,20 @@ export class LinkService {
         issueId,
         issuedAt: now,
         expiresAt,
-        emailChange: emailChange && address ? { changeId: emailChange.id, address } : undefined,
+        emailChange: change && address ? { changeId: change.id, address } : undefined,
       };
-      const issued: IssuedLink = {
+      const link: IssuedLink = {
         actionLink: buildActionLink(settings.publicUrl, token, request.type, request.redirectTo),
-        otp,
+        otp: code,
         hashedToken: tokenHash,
       };
-      return { record, issued };
+      return { record, link };
     };
 
-    const primary = emailChange ? mint(emailChange.newEmail, "new") : mint(user.email);
-    const current = emailChange?.requireCurrent ? mint(user.email, "current") : undefined;
+    const primary = change ? mint(change.newEmail, "new") : mint(user.email);
+    const current = change?.requireCurrent ? mint(user.email, "current") : undefined;
     const records = current ? [primary.record, current.record] : [primary.record];
-    facts?.hashedTokens.push(...records.map((r) => r.tokenHash));
+    call.facts?.hashedTokens.push(...records.map((r) => r.tokenHash));
     await store.links.insert(records, op);
     try {
       // Replace the user's older links of this type only after the new ones
@@ -131,15 +147,7 @@ export class LinkService {
       await Promise.all(records.map((r) => store.links.delete(r.tokenHash))).catch(() => undefined);
       throw error;
     }
-
-    return {
-      type: request.type,
-      user,
-      link: primary.issued,
-      currentAddressLink: current?.issued,
-      redirectTo: request.redirectTo,
-      expiresAt,
-    };
+    return { expiresAt, links: { link: primary.link, currentAddressLink: current?.link } };
   }
 
   async verify(input: VerifyLinkInput, call: CallContext = {}): Promise<VerifiedLink> {

@@ -11,11 +11,9 @@ import { createOtpCodec } from "../../src/security/otp.js";
 import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/security/passwords.js";
 import { Secret } from "../../src/security/secret.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import { openMongoStore } from "../../src/store/mongo-store.js";
 import { StoreUnavailableError, type Store } from "../../src/store/store.js";
-import { createCapturedLogger } from "../support/captured-logger.js";
 import { ManualClock } from "../support/manual-clock.js";
-import { useTestDatabase } from "../support/mongo.js";
+import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // The behaviour table of DESIGN.md, expiry at its exact boundary, code attempt
 // limits, secure email change, link replacement and revocation, and recovery
@@ -459,12 +457,4 @@ function suite(name: string, openStore: () => Promise<Store>): void {
 
 suite("embedded store", async () => createMemoryStore());
 const database = await useTestDatabase("link_service");
-suite("MongoDB store", async () =>
-  openMongoStore({
-    uri: database.uri,
-    database: database.name,
-    timeoutMs: 5_000,
-    socketTimeoutMs: 30_000,
-    logger: createCapturedLogger().logger,
-  }),
-);
+suite("MongoDB store", () => openTestStore(database));

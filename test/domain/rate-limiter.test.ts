@@ -3,11 +3,9 @@ import { after, before, describe, test } from "node:test";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import { RateLimiter, type RateRule } from "../../src/domain/rate-limiter.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import { openMongoStore } from "../../src/store/mongo-store.js";
 import type { Store } from "../../src/store/store.js";
-import { createCapturedLogger } from "../support/captured-logger.js";
 import { ManualClock } from "../support/manual-clock.js";
-import { useTestDatabase } from "../support/mongo.js";
+import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // Limits shared through the store: exact under concurrency (also across
 // instances), sliding between windows, with a usable retry delay.
@@ -102,13 +100,6 @@ suite("embedded store", async () => createMemoryStore());
 const database = await useTestDatabase("rate_limiter");
 suite(
   "MongoDB store",
-  () =>
-    openMongoStore({
-      uri: database.uri,
-      database: database.name,
-      timeoutMs: 5_000,
-      socketTimeoutMs: 30_000,
-      logger: createCapturedLogger().logger,
-    }),
+  () => openTestStore(database),
   async () => JSON.stringify(await database.client.db(database.name).collection("rate_limits").find().toArray()),
 );

@@ -1,6 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { after } from "node:test";
 import { MongoClient } from "mongodb";
+import { openMongoStore } from "../../src/store/mongo-store.js";
+import type { Logger } from "../../src/log/logger.js";
+import type { Store } from "../../src/store/store.js";
+import { createCapturedLogger } from "./captured-logger.js";
 
 // Each test file gets its own database on the suite's MongoDB and drops it
 // when done. Without AUTHLINK_TEST_MONGODB_URI the tests fail: run them with
@@ -38,4 +42,18 @@ export async function useTestDatabase(label: string): Promise<TestDatabase> {
     await client.close();
   });
   return { uri, name, client };
+}
+
+/** authlink's MongoDB store on a test database (optionally through another URI, e.g. a proxy). */
+export function openTestStore(
+  database: TestDatabase,
+  options: { readonly uri?: string; readonly timeoutMs?: number; readonly logger?: Logger } = {},
+): Promise<Store> {
+  return openMongoStore({
+    uri: options.uri ?? database.uri,
+    database: database.name,
+    timeoutMs: options.timeoutMs ?? 5_000,
+    socketTimeoutMs: 30_000,
+    logger: options.logger ?? createCapturedLogger().logger,
+  });
 }

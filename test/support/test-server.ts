@@ -3,10 +3,9 @@ import { startAuthlink, type RunningAuthlink } from "../../src/authlink.js";
 import { loadConfig, type Config, type LoadConfigOptions } from "../../src/config/config.js";
 import { systemClock, type Clock } from "../../src/domain/clock.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import { openMongoStore } from "../../src/store/mongo-store.js";
 import type { Store } from "../../src/store/store.js";
 import { createCapturedLogger } from "./captured-logger.js";
-import type { TestDatabase } from "./mongo.js";
+import { openTestStore, type TestDatabase } from "./mongo.js";
 
 // A real authlink on an ephemeral loopback port, configured through the same
 // loadConfig as production, with its log lines captured.
@@ -54,13 +53,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const config = loadConfig(env, { readFile: options.readFile });
   const { logger, lines } = createCapturedLogger();
   const store = options.database
-    ? await openMongoStore({
-        uri: options.databaseUri ?? options.database.uri,
-        database: options.database.name,
-        timeoutMs: options.dbTimeoutMs ?? 5_000,
-        socketTimeoutMs: 30_000,
-        logger,
-      })
+    ? await openTestStore(options.database, { uri: options.databaseUri, timeoutMs: options.dbTimeoutMs, logger })
     : createMemoryStore();
   let running: RunningAuthlink;
   try {
