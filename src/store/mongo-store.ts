@@ -17,10 +17,10 @@ import type { AuditStore, ClaimStore, LinkStore, OperationOptions, RateLimitStor
 //                numbered from 1; index on {bucket,window,slot}; TTL
 //   audit_events one document per call; indexes on {email,at} and
 //                {userId,at}; TTL on expiresAt (the retention)
-// Redemption reads the link, then deletes it with the same filter (which also
-// checks expiry, so the TTL monitor's lag never matters); only the caller
-// whose delete removed the document gets it. Links never change after insert,
-// so the read cannot be stale. Servers without TTL indexes (FerretDB 1.x
+// Redemption reads the link, checks its type and expiry (so the TTL monitor's
+// lag never matters), then deletes it; only the caller whose delete removed
+// the document gets it. Links never change after insert, so the read cannot
+// be stale. Servers without TTL indexes (FerretDB 1.x
 // answers NotImplemented) get a purge loop instead.
 
 export interface MongoStoreOptions {
@@ -238,10 +238,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       run(options, async () => (await links.deleteMany({ userId })).deletedCount),
     consume: (tokenHash, type, now, options) =>
       run(options, async () => {
-        const filter = { _id: tokenHash, type, expiresAt: { $gt: now } };
-        const link = await links.findOne(filter, read(options));
-        if (!link) return undefined;
-        const { deletedCount } = await links.deleteOne(filter);
+        // Looked up by _id alone, which every compatible server answers from
+        // its index (FerretDB scans the collection for any richer filter);
+        // type and expiry are checked here against the caller's `now`.
+        const link = await links.findOne({ _id: tokenHash }, read(options));
+        if (!link || link.type !== type || link.expiresAt.getTime() <= now.getTime()) return undefined;
+        const { deletedCount } = await links.deleteOne({ _id: tokenHash });
         return deletedCount === 1 ? toLink(link) : undefined;
       }),
     findLiveByEmail: (email, type, now, limit, options) =>
@@ -272,8 +274,8 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
     claimed: (keys, now, options) =>
       run(options, async () => {
-        const docs = await claims.find({ _id: { $in: [...keys] }, expiresAt: { $gt: now } }, read(options)).toArray();
-        return new Set(docs.map((doc) => doc._id));
+        const found = await Promise.all(keys.map((key) => claims.findOne({ _id: key }, read(options))));
+        return new Set(found.filter((doc) => doc !== null && doc.expiresAt.getTime() > now.getTime()).map((doc) => doc!._id));
       }),
   };
 
