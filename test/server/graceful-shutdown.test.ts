@@ -7,6 +7,7 @@ import { loadConfig } from "../../src/config/config.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import type { Store } from "../../src/store/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
+import { createTestCa } from "../support/certs.js";
 import { connectClient } from "../support/clients.js";
 import { testEnv } from "../support/test-server.js";
 
@@ -45,12 +46,22 @@ async function connectable(port: number): Promise<boolean> {
   });
 }
 
-for (const protocol of ["grpc", "connect"] as const) {
-  test(`a ${protocol} call in flight at shutdown completes; new connections are refused`, async () => {
-    const env = testEnv();
+const ca = createTestCa("shutdown test CA");
+const serverCert = ca.issue({ usage: "server", dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+const tlsFiles: Record<string, string> = { "/cert.pem": serverCert.certPem, "/key.pem": serverCert.keyPem };
+const tlsEnv = { AUTHLINK_TLS_CERT: "/cert.pem", AUTHLINK_TLS_KEY: "/key.pem" };
+const readFile = (path: string) => Buffer.from(tlsFiles[path] ?? "");
+
+for (const [protocol, tls] of [["grpc", false], ["connect", false], ["grpc", true], ["connect", true]] as const) {
+  test(`a ${protocol} call in flight at shutdown completes${tls ? " (TLS)" : ""}; new connections are refused`, async () => {
+    const env = testEnv(tls ? tlsEnv : {});
     const { store, reached, release } = gatedStore();
-    const running = await startAuthlink({ config: loadConfig(env), logger: createCapturedLogger().logger, store });
-    const client = connectClient(running.url, { protocol, key: env.AUTHLINK_SERVICE_KEYS });
+    const running = await startAuthlink({ config: loadConfig(env, { readFile }), logger: createCapturedLogger().logger, store });
+    const client = connectClient(running.url, {
+      protocol,
+      key: env.AUTHLINK_SERVICE_KEYS,
+      tls: tls ? { ca: Buffer.from(ca.certPem) } : undefined,
+    });
 
     const call = client.generateLink({ type: LinkType.MAGICLINK, email: "inflight@example.com" });
     await reached; // the call is inside the service now
