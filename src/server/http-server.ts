@@ -133,6 +133,8 @@ function createConnectionTracker() {
   const sessions = new Set<http2.Http2Session>();
   const inFlight = new Map<Duplex, number>();
   let draining = false;
+  /** Called when the last connection closes during a drain. */
+  let onAllClosed: (() => void) | undefined;
 
   const closeIfIdle = (socket: Duplex) => {
     if (draining && !inFlight.get(socket) && !http2Sockets.has(socket)) socket.destroy();
@@ -144,6 +146,7 @@ function createConnectionTracker() {
       socket.once("close", () => {
         sockets.delete(socket);
         inFlight.delete(socket);
+        if (sockets.size === 0) onAllClosed?.();
       });
     },
     markHttp2(socket: Duplex) {
@@ -174,11 +177,16 @@ function createConnectionTracker() {
       draining = true;
       for (const session of sessions) session.close();
       for (const socket of sockets) closeIfIdle(socket);
-      const deadline = Date.now() + graceMs;
-      while (sockets.size > 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
+      if (sockets.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          onAllClosed = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       }
-      for (const socket of sockets) socket.destroy();
+      for (const socket of sockets) socket.destroy(); // what the grace period did not see finish
     },
   };
 }

@@ -146,8 +146,9 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
   // The driver can abort reads mid-flight; writes it cannot, so a write is
   // simply not started once the call's signal has fired.
   const read = (options?: OperationOptions) => (options?.signal ? { signal: options.signal } : {});
+  // findOneAndUpdate serves only updates where the last writer winning is
+  // harmless (store.ts says why nothing else relies on it).
   const after = { returnDocument: "after" as const };
-  // (Used only where the last writer winning is harmless: see store.ts.)
   const run = <T>(options: OperationOptions | undefined, operation: () => Promise<T>): Promise<T> => {
     options?.signal?.throwIfAborted();
     return translateErrors(operation);

@@ -93,3 +93,18 @@ test("idle keep-alive connections do not hold shutdown up", async () => {
   // The grace period is 5 s (testEnv); idle connections must be closed at once, not waited out.
   assert.ok(ms < 4_000, `close took ${ms} ms`);
 });
+
+test("a call still running when the grace period ends is cut, and close() returns", async () => {
+  const env = testEnv({ AUTHLINK_SHUTDOWN_TIMEOUT: "200ms" });
+  const { store, reached } = gatedStore(); // never released
+  const running = await startAuthlink({ config: loadConfig(env), logger: createCapturedLogger().logger, store });
+  const call = connectClient(running.url, { protocol: "grpc", key: env.AUTHLINK_SERVICE_KEYS })
+    .generateLink({ type: LinkType.MAGICLINK, email: "stuck@example.com" })
+    .then(
+      () => "answered",
+      () => "cut",
+    );
+  await reached;
+  await running.close();
+  assert.equal(await call, "cut");
+});
