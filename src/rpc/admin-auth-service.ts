@@ -2,7 +2,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { AdminAuthService } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import type { CallContext } from "../domain/call-context.js";
 import type { LinkService } from "../domain/link-service.js";
-import { callerOf, factsKey, peerOf } from "./call-context.js";
+import { callerOf, factsKey, peerOf } from "./context-values.js";
 import { generateLinkInput, generateLinkResponse, verifyLinkInput, verifyLinkResponse } from "./messages.js";
 
 // The AdminAuthService handlers. They only translate: the wire request to a

@@ -6,7 +6,7 @@ import { AuthlinkError } from "../domain/errors.js";
 import type { Logger } from "../log/logger.js";
 import { callerIdentity } from "../security/caller.js";
 import type { AuditStore } from "../store/store.js";
-import { callerKey, factsKey, peerKey } from "./call-context.js";
+import { callerKey, factsKey, peerKey } from "./context-values.js";
 import { asAuthlinkError } from "./error-details.js";
 
 /**

@@ -2,7 +2,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { authorize } from "../security/access.js";
 import { resolveCaller, type CallerPolicy } from "../security/caller.js";
 import { accessRequirement } from "./access-policy.js";
-import { callerKey, peerKey } from "./call-context.js";
+import { callerKey, peerKey } from "./context-values.js";
 
 /**
  * Establishes who is calling (client certificate or service key) and enforces

@@ -1,7 +1,7 @@
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { TLSSocket } from "node:tls";
-import { peerKey } from "../rpc/call-context.js";
+import { peerKey } from "../rpc/context-values.js";
 import { clientAddress, type TrustedProxies } from "../security/client-address.js";
 import { readPeerCertificate } from "../security/peer-certificate.js";
 import type { RequestHandler } from "./http-server.js";
