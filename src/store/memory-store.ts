@@ -38,7 +38,9 @@ export function createMemoryStore(): Store {
       return "inserted";
     },
     async update(id, changes: UserChanges) {
-      return replaceUser(id, (user) => ({ ...user, ...copy(changes) }));
+      // Like MongoDB's $set of the given fields: a change left undefined is not applied.
+      const given = Object.fromEntries(Object.entries(copy(changes)).filter(([, value]) => value !== undefined));
+      return replaceUser(id, (user) => ({ ...user, ...given }));
     },
     async confirmEmail(id, at) {
       return replaceUser(id, (user) =>
@@ -104,7 +106,7 @@ export function createMemoryStore(): Store {
       const superseded = [...links.values()].some(
         (l) => l.userId === userId && l.type === type && l.issueId !== issueId && !isOlder(l, issuedAt, issueId),
       );
-      if (superseded) deleteWhere((l) => l.issueId === issueId);
+      if (superseded) deleteWhere((l) => l.userId === userId && l.type === type && l.issueId === issueId);
       return superseded;
     },
     async deleteAllForUser(userId) {
@@ -119,7 +121,7 @@ export function createMemoryStore(): Store {
     async findLiveByEmail(email, type, now, limit) {
       return [...links.values()]
         .filter((l) => l.email === email && l.type === type && isLive(l, now))
-        .slice(0, limit)
+        .slice(0, Math.max(0, limit))
         .map(copy);
     },
     async delete(tokenHash) {
@@ -163,7 +165,7 @@ export function createMemoryStore(): Store {
       return auditEvents
         .filter(({ event }) => (filter.email === undefined || event.email === filter.email) && (filter.userId === undefined || event.userId === filter.userId))
         .map(({ event }) => copy(event))
-        .reverse()
+        .sort((a, b) => b.at.getTime() - a.at.getTime())
         .slice(0, limit);
     },
   };

@@ -34,6 +34,13 @@ export function isDuplicateKeyError(error: unknown): boolean {
 }
 
 export function isUnavailableError(error: unknown): boolean {
+  // The driver wraps some failures: a bulk write (insertMany) that loses its
+  // connection throws a MongoBulkWriteError (a MongoServerError) that keeps
+  // the network error as its `errorResponse`.
+  const wrapped = (error as { errorResponse?: unknown; cause?: unknown } | null) ?? {};
+  for (const inner of [wrapped.errorResponse, wrapped.cause]) {
+    if (inner instanceof Error && inner !== error && isUnavailableError(inner)) return true;
+  }
   return (
     error instanceof MongoNetworkError ||
     error instanceof MongoServerSelectionError ||

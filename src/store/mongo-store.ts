@@ -3,7 +3,7 @@ import type { AuditEvent } from "../domain/audit-event.js";
 import type { LinkRecord } from "../domain/link.js";
 import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
-import { isDuplicateKeyError, translateErrors } from "./mongo-errors.js";
+import { isDuplicateKeyError, isUnavailableError, translateErrors } from "./mongo-errors.js";
 import type { AuditStore, ClaimStore, LinkStore, OperationOptions, RateLimitStore, Store, UserStore } from "./store.js";
 
 // The MongoDB store (official driver). Collections:
@@ -76,8 +76,6 @@ interface LinkDoc {
 }
 
 const NOT_IMPLEMENTED = 238;
-/** How often a rate-limit hit retries after losing a slot to another instance. */
-const MAX_SLOT_RACES = 16;
 
 export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
   const client = new MongoClient(options.uri, {
@@ -187,20 +185,26 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
     completeEmailChange: (id, change, at, options) =>
       run(options, async () => {
-        // Checked first so the answer does not depend on how a server reports
-        // a unique-index conflict inside an update; the unique index still
-        // guards the race between this check and the update.
-        const holder = await users.findOne({ email: change.newEmail }, read(options));
-        if (holder && holder._id !== id) return "email_taken";
+        const pending = { _id: id, "emailChange.id": change.id, "emailChange.newEmail": change.newEmail };
+        if (!(await users.findOne(pending, { ...read(options), projection: { _id: 1 } }))) return undefined;
+        // The address is checked before the update, and again after a failed
+        // one, so the answer does not depend on how a server reports a
+        // unique-index conflict inside an update (MongoDB: 11000; FerretDB:
+        // InternalError). The unique index is what guards the race.
+        const takenByOther = async () => {
+          const holder = await users.findOne({ email: change.newEmail }, { ...read(options), projection: { _id: 1 } });
+          return holder !== null && holder._id !== id;
+        };
+        if (await takenByOther()) return "email_taken";
         try {
           const updated = await users.findOneAndUpdate(
-            { _id: id, "emailChange.id": change.id, "emailChange.newEmail": change.newEmail },
+            pending,
             { $set: { email: change.newEmail, emailConfirmedAt: at, updatedAt: at }, $unset: { emailChange: "" } },
             after,
           );
           return toUser(updated);
         } catch (error) {
-          if (isDuplicateKeyError(error)) return "email_taken";
+          if (isDuplicateKeyError(error) || (!isUnavailableError(error) && (await takenByOther()))) return "email_taken";
           throw error;
         }
       }),
@@ -249,6 +253,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
     findLiveByEmail: (email, type, now, limit, options) =>
       run(options, async () => {
+        if (limit <= 0) return []; // the driver reads limit(0) as "no limit"
         const docs = await links.find({ email, type, expiresAt: { $gt: now } }, read(options)).limit(limit).toArray();
         return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
@@ -258,7 +263,11 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
     restore: (link, options) =>
       run(options, async () => {
-        await links.insertOne(fromLink(link));
+        try {
+          await links.insertOne(fromLink(link));
+        } catch (error) {
+          if (!isDuplicateKeyError(error)) throw error; // already back: nothing to do
+        }
       }),
   };
 
@@ -286,11 +295,10 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
     count: (bucket, windowStart, options) => run(options, () => highestSlot(bucket, windowStart, options)),
     hit: (bucket, windowStart, limit, expiresAt, options) =>
       run(options, async () => {
-        // Take the next slot; a duplicate key means another instance took it
-        // first, so look again. Slots above `limit` are never taken.
-        for (let attempt = 0; attempt < MAX_SLOT_RACES; attempt++) {
-          const slot = (await highestSlot(bucket, windowStart, options)) + 1;
-          if (slot > limit) return false;
+        // Take the next free slot. A duplicate key means another hit took that
+        // slot first: that hit counted, so the window moved on and this loop
+        // ends after at most `limit` tries. Slots above `limit` are never taken.
+        for (let slot = (await highestSlot(bucket, windowStart, options)) + 1; slot <= limit; slot++) {
           try {
             await rateHits.insertOne({ _id: `${bucket}|${windowStart.getTime()}|${slot}`, bucket, window: windowStart, slot, expiresAt });
             return true;
@@ -298,7 +306,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
             if (!isDuplicateKeyError(error)) throw error;
           }
         }
-        return false; // extreme contention: refuse rather than exceed
+        return false;
       }),
   };
 
