@@ -1,4 +1,6 @@
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { runStoreContract } from "./store-contract.js";
 
-runStoreContract("embedded store", async () => createMemoryStore());
+// The embedded store against the shared contract (store-contract.ts).
+
+runStoreContract("embedded store", async () => ({ store: createMemoryStore() }));

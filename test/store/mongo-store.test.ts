@@ -1,78 +1,260 @@
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
+import { randomUUID } from "node:crypto";
+import { describe, test } from "node:test";
+import type { Db } from "mongodb";
 import { openMongoStore } from "../../src/store/mongo-store.js";
-import { StoreUnavailableError } from "../../src/store/store.js";
+import { StoreUnavailableError, type Store } from "../../src/store/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
-import { openTestStore, useTestDatabase } from "../support/mongo.js";
-import { newLink, runStoreContract } from "./store-contract.js";
+import { openTestStore, testMongoUri, useTestDatabase, type TestDatabase } from "../support/mongo.js";
+import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js";
+import { newLink, newUser, runStoreContract } from "./store-contract.js";
 
-// The MongoDB store: the shared contract, plus what only a real server can
-// tell — indexes, TTL support as the server reports it, idempotent start-up,
-// the documents as stored, and unreachable or closed connections.
+// The MongoDB store: the shared contract (each test on a database of its
+// own), plus what only a real server can tell — indexes, TTL support as the
+// server reports it, idempotent start-up, the documents as stored, and
+// unreachable, closed, lost or silent connections. Without
+// AUTHLINK_TEST_MONGODB_URI this file fails (it never skips).
 
 const database = await useTestDatabase("store");
 const db = database.client.db(database.name);
 
-runStoreContract("MongoDB store", () => openTestStore(database));
+let databases = 0;
+/** A database of its own for one test, dropped when the test is done. */
+function scratchDatabase(): TestDatabase {
+  return { ...database, name: `${database.name}_${++databases}` };
+}
+
+runStoreContract("MongoDB store", async () => {
+  const scratch = scratchDatabase();
+  const store = await openTestStore(scratch);
+  return { store, cleanup: async () => void (await database.client.db(scratch.name).dropDatabase()) };
+});
+
+interface IndexInfo {
+  readonly name: string;
+  readonly key: string;
+  readonly unique: boolean;
+  readonly expireAfterSeconds: number | undefined;
+}
+
+async function indexes(on: Db, collection: string): Promise<IndexInfo[]> {
+  return (await on.collection(collection).indexes()).map((i) => ({
+    name: String(i.name),
+    key: JSON.stringify(i.key),
+    unique: i.unique === true,
+    expireAfterSeconds: i.expireAfterSeconds,
+  }));
+}
+
+/** Ask the server itself whether it supports TTL indexes, in a collection of its own. */
+async function serverSupportsTtl(on: Db): Promise<boolean> {
+  const probe = on.collection(`ttl_probe_${randomUUID().slice(0, 8)}`);
+  try {
+    await probe.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "probe_ttl" });
+    const created = (await probe.indexes()).find((i) => i.name === "probe_ttl");
+    return created?.expireAfterSeconds === 0;
+  } catch {
+    return false;
+  } finally {
+    await probe.drop().catch(() => undefined);
+  }
+}
+
+/** Open a store, run `body`, close it whatever happens. */
+async function withStore<T>(open: Promise<Store>, body: (store: Store) => Promise<T>): Promise<T> {
+  const store = await open;
+  try {
+    return await body(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Runs every store operation once and lists those that did not reject with
+ * StoreUnavailableError (with what they did instead).
+ */
+async function notUnavailable(store: Store): Promise<string[]> {
+  const now = new Date("2030-01-01T00:00:00Z");
+  const user = newUser();
+  const link = newLink();
+  const operations: Record<string, () => Promise<unknown>> = {
+    "users.findById": () => store.users.findById(user.id),
+    "users.findByEmail": () => store.users.findByEmail(user.email),
+    "users.insert": () => store.users.insert(user),
+    "users.update": () => store.users.update(user.id, { updatedAt: now }),
+    "users.confirmEmail": () => store.users.confirmEmail(user.id, now),
+    "users.completeEmailChange": () => store.users.completeEmailChange(user.id, { id: "c", newEmail: "n@example.com" }, now),
+    "users.cancelEmailChange": () => store.users.cancelEmailChange(user.id, "c", now),
+    "links.insert": () => store.links.insert([link]),
+    "links.deleteOlderIssues": () => store.links.deleteOlderIssues(link.userId, link.type, now, "i"),
+    "links.removeIfSuperseded": () => store.links.removeIfSuperseded(link.userId, link.type, now, "i"),
+    "links.deleteAllForUser": () => store.links.deleteAllForUser(link.userId),
+    "links.consume": () => store.links.consume(link.tokenHash, link.type, now),
+    "links.findLiveByEmail": () => store.links.findLiveByEmail(link.email, link.type, now, 10),
+    "links.delete": () => store.links.delete(link.tokenHash),
+    "links.restore": () => store.links.restore(link),
+    "claims.claim": () => store.claims.claim("k", now),
+    "claims.claimed": () => store.claims.claimed(["k"], now),
+    "rateLimits.count": () => store.rateLimits.count("b", now),
+    "rateLimits.hit": () => store.rateLimits.hit("b", now, 5, now),
+    "audit.append": () => store.audit.append({ at: now, method: "m", caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", durationMs: 0 }, now),
+    "audit.find": () => store.audit.find({ email: "a@example.com" }, 1),
+    purgeExpired: () => store.purgeExpired(now),
+  };
+  const wrong: string[] = [];
+  for (const [name, operation] of Object.entries(operations)) {
+    const outcome = await operation().then(
+      () => "resolved",
+      (error: unknown) => (error instanceof StoreUnavailableError ? undefined : `${(error as Error)?.constructor?.name}: ${(error as Error)?.message}`),
+    );
+    if (outcome !== undefined) wrong.push(`${name} -> ${outcome}`);
+  }
+  return wrong;
+}
+
+const same = (actual: unknown, expected: unknown, message: string) => assert.deepStrictEqual(actual, expected, message);
 
 describe("MongoDB store: on the server", () => {
-  test("indexes exist after opening, and opening again is idempotent", async () => {
-    const first = await openTestStore(database);
-    const second = await openTestStore(database);
-    after(async () => {
-      await first.close();
-      await second.close();
-    });
-    const keys = async (collection: string) => (await db.collection(collection).indexes()).map((i) => ({ key: i.key, unique: i.unique === true, ttl: i.expireAfterSeconds }));
-    const users = await keys("users");
-    assert.ok(users.some((i) => JSON.stringify(i.key) === '{"email":1}' && i.unique));
-    const links = await keys("link_tokens");
-    assert.ok(links.some((i) => JSON.stringify(i.key) === '{"email":1,"type":1}'));
-    assert.ok(links.some((i) => JSON.stringify(i.key) === '{"userId":1,"type":1}'));
-    const expiry = links.find((i) => JSON.stringify(i.key) === '{"expiresAt":1}');
-    assert.ok(expiry, "an index on expiresAt");
-    // needsPurge must agree with what the server says about TTL indexes.
-    assert.equal(first.needsPurge, expiry.ttl === undefined);
-    for (const collection of ["claims", "rate_limits", "audit_events"]) {
-      assert.ok((await keys(collection)).some((i) => JSON.stringify(i.key) === '{"expiresAt":1}'), collection);
-    }
-  });
-
-  test("needsPurge is what the server answers when asked for a TTL index", async () => {
-    const probe = db.collection("ttl_probe");
-    let ttlSupported: boolean;
+  test("indexes exist after opening: unique email, link lookups, and expiry as the server supports it", async () => {
+    const scratch = scratchDatabase();
+    const on = database.client.db(scratch.name);
     try {
-      await probe.createIndex({ at: 1 }, { expireAfterSeconds: 60 });
-      ttlSupported = true;
-    } catch (error) {
-      assert.equal((error as { code?: number }).code, 238, "the only accepted refusal is NotImplemented");
-      ttlSupported = false;
+      await withStore(openTestStore(scratch), async (store) => {
+        const users = await indexes(on, "users");
+        assert.ok(users.some((i) => i.key === '{"email":1}' && i.unique), `users indexes: ${JSON.stringify(users)}`);
+
+        const links = await indexes(on, "link_tokens");
+        assert.ok(links.some((i) => i.key === '{"email":1,"type":1}'), `link_tokens indexes: ${JSON.stringify(links)}`);
+        assert.ok(links.some((i) => i.key === '{"userId":1,"type":1}'));
+        const expiry = links.filter((i) => i.key === '{"expiresAt":1}');
+        assert.equal(expiry.length, 1, "one index on expiresAt");
+
+        const ttl = await serverSupportsTtl(on);
+        assert.equal(store.needsPurge, !ttl, "needsPurge is true exactly when the server refuses TTL indexes");
+        if (ttl) assert.equal(expiry[0]!.expireAfterSeconds, 0, "a TTL index expiring at expiresAt");
+        else assert.equal(expiry[0]!.expireAfterSeconds, undefined, "a plain index (for the purge)");
+
+        for (const collection of ["claims", "rate_limits", "audit_events"]) {
+          const found = (await indexes(on, collection)).filter((i) => i.key === '{"expiresAt":1}');
+          assert.equal(found.length, 1, `${collection} has an expiresAt index`);
+          assert.equal(found[0]!.expireAfterSeconds, ttl ? 0 : undefined, collection);
+        }
+      });
+    } finally {
+      await on.dropDatabase();
     }
-    const store = await openTestStore(database);
-    after(() => store.close());
-    assert.equal(store.needsPurge, !ttlSupported);
   });
 
-  test("links are stored as hashes: _id is the token hash, no token or code field", async () => {
-    const store = await openTestStore(database);
-    after(() => store.close());
-    const link = newLink();
-    await store.links.insert([link]);
-    const doc = await db.collection("link_tokens").findOne({ _id: link.tokenHash as never });
-    assert.ok(doc);
-    assert.deepEqual(Object.keys(doc).sort(), ["_id", "email", "expiresAt", "issueId", "issuedAt", "otpHash", "type", "userId"]);
+  test("without TTL support the fallback is logged once per start-up; with it, not at all", async () => {
+    const scratch = scratchDatabase();
+    try {
+      const captured = createCapturedLogger();
+      await withStore(openTestStore(scratch, { logger: captured.logger }), async (store) => {
+        const warnings = captured.lines.filter((line) => /TTL/i.test(line));
+        assert.equal(warnings.length, store.needsPurge ? 1 : 0, warnings.join("\n"));
+      });
+    } finally {
+      await database.client.db(scratch.name).dropDatabase();
+    }
   });
 
-  test("an unreachable server fails start-up with an error", async () => {
+  test("opening again on the same database is idempotent: same indexes, shared data", async () => {
+    const scratch = scratchDatabase();
+    const on = database.client.db(scratch.name);
+    try {
+      await withStore(openTestStore(scratch), async (first) => {
+        const collections = ["users", "link_tokens", "claims", "rate_limits", "audit_events"];
+        const before = await Promise.all(collections.map((c) => indexes(on, c)));
+        await withStore(openTestStore(scratch), async (second) => {
+          const after = await Promise.all(collections.map((c) => indexes(on, c)));
+          assert.deepEqual(after, before);
+          assert.equal(second.needsPurge, first.needsPurge);
+          const user = newUser();
+          assert.equal(await first.users.insert(user), "inserted");
+          assert.equal((await second.users.findById(user.id))?.email, user.email);
+          assert.equal(await second.users.insert(newUser({ email: user.email })), "email_taken", "one unique index for both");
+        });
+        await withStore(openTestStore(scratch), async () => undefined); // a third time, after data exists
+      });
+    } finally {
+      await on.dropDatabase();
+    }
+  });
+
+  test("links are stored as hashes only: _id is the token hash, otpHash the code's HMAC, no other secret", async () => {
+    await withStore(openTestStore(database), async (store) => {
+      const link = newLink({ redirectTo: "https://app.example.com/" });
+      await store.links.insert([link]);
+      const doc = await db.collection("link_tokens").findOne({ _id: link.tokenHash as never });
+      assert.ok(doc);
+      assert.equal(doc._id, link.tokenHash);
+      assert.equal(doc.otpHash, link.otpHash);
+      assert.deepEqual(
+        Object.keys(doc).sort(),
+        ["_id", "email", "expiresAt", "issueId", "issuedAt", "otpHash", "redirectTo", "type", "userId"],
+      );
+    });
+  });
+
+  // A hang fails the test through its timeout; how fast is not asserted here.
+  test("an unreachable server fails start-up with an error, within its timeout", { timeout: 30_000 }, async () => {
     await assert.rejects(
       openMongoStore({ uri: "mongodb://127.0.0.1:1/", database: "x", timeoutMs: 300, socketTimeoutMs: 1_000, logger: createCapturedLogger().logger }),
+      (error: unknown) => error instanceof Error,
     );
   });
 
-  test("a store whose connection is gone answers StoreUnavailableError", async () => {
+  test("a store whose client is closed answers StoreUnavailableError for every operation", async () => {
     const store = await openTestStore(database);
     await store.close();
-    await assert.rejects(store.users.findByEmail("a@example.com"), StoreUnavailableError);
-    await assert.rejects(store.links.insert([newLink()]), StoreUnavailableError);
+    same(await notUnavailable(store), [], "operations that answered something else");
+  });
+
+  test("while the server is down every operation answers StoreUnavailableError; the store recovers when it is back", async () => {
+    const { host, port } = mongoHostPort(testMongoUri());
+    const proxy = await startTcpProxy(host, port);
+    try {
+      await withStore(openTestStore(database, { uri: viaProxy(database.uri, proxy), timeoutMs: 300 }), async (store) => {
+        const user = newUser();
+        assert.equal(await store.users.insert(user), "inserted");
+        await proxy.cut();
+        const wrong = await notUnavailable(store);
+        await proxy.restore();
+        // The driver reconnects on its own; each try is bounded by server selection.
+        let found: string | undefined;
+        for (let attempt = 0; attempt < 20 && found === undefined; attempt++) {
+          found = await store.users.findById(user.id).then((u) => u?.id, () => undefined);
+        }
+        assert.equal(found, user.id, "answers again once the server is back");
+        same(wrong, [], "operations that answered something else while the server was down");
+      });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a server that stops answering mid-operation answers StoreUnavailableError after the socket timeout", { timeout: 30_000 }, async () => {
+    const { host, port } = mongoHostPort(testMongoUri());
+    const proxy = await startTcpProxy(host, port);
+    try {
+      const store = await openMongoStore({
+        uri: viaProxy(database.uri, proxy),
+        database: database.name,
+        timeoutMs: 500,
+        socketTimeoutMs: 500,
+        logger: createCapturedLogger().logger,
+      });
+      try {
+        await store.users.findById("warm-up");
+        proxy.stall();
+        await assert.rejects(store.users.findById(randomUUID()), StoreUnavailableError);
+      } finally {
+        proxy.unstall();
+        await store.close();
+      }
+    } finally {
+      await proxy.close();
+    }
   });
 });

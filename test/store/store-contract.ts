@@ -1,18 +1,31 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { AuditEvent } from "../../src/domain/audit-event.js";
 import type { LinkRecord } from "../../src/domain/link.js";
-import type { User } from "../../src/domain/user.js";
+import type { PendingEmailChange, User } from "../../src/domain/user.js";
 import type { Store } from "../../src/store/store.js";
 
 // One contract for every store: the embedded one and MongoDB run these same
 // tests (memory-store.test.ts, mongo-store.test.ts), so they cannot drift
-// apart. The concurrency cases are the point: they are what single use,
-// attempt limits and rate limits rest on.
+// apart. It speaks only through the Store interface (store/store.ts, whose
+// doc comments are the contract) and knows nothing of any database.
+//
+// Every test gets a store of its own (for MongoDB: a database of its own), so
+// counts are exact and no test sees another's data. Times are fixed instants
+// around T0; nothing sleeps. The concurrency cases are the point: single use,
+// code attempt limits and rate limits rest on them.
+
+/** A freshly opened, empty store; `cleanup` (if any) runs after the store is closed. */
+export interface OpenedStore {
+  readonly store: Store;
+  readonly cleanup?: () => Promise<void>;
+}
+
+export type OpenStore = () => Promise<OpenedStore>;
 
 const T0 = new Date("2030-06-01T12:00:00.000Z");
-const at = (ms: number) => new Date(T0.getTime() + ms);
+const at = (ms: number): Date => new Date(T0.getTime() + ms);
 const HOUR = 3_600_000;
 
 /**
@@ -35,18 +48,36 @@ function same(actual: unknown, expected: unknown, message?: string): void {
   assert.deepStrictEqual(defined(actual), defined(expected), message);
 }
 
+/**
+ * `n` calls started together (none awaits another before starting). Waits for
+ * all of them even when one fails, so that no call outlives its test.
+ */
+async function concurrently<T>(n: number, call: (i: number) => Promise<T>): Promise<T[]> {
+  const settled = await Promise.allSettled(Array.from({ length: n }, (_, i) => call(i)));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}
+
+const count = <T>(values: readonly T[], predicate: (value: T) => boolean): number => values.filter(predicate).length;
+
 let serial = 0;
-const unique = (label: string) => `${label}-${++serial}-${randomUUID().slice(0, 8)}`;
+const unique = (label: string): string => `${label}-${++serial}-${randomUUID().slice(0, 8)}`;
+const newEmail = (label = "user"): string => `${unique(label)}@example.com`;
 
 export function newUser(overrides: Partial<User> = {}): User {
   return {
     id: randomUUID(),
-    email: `${unique("user")}@example.com`,
+    email: newEmail(),
     createdAt: T0,
     updatedAt: T0,
     userMetadata: {},
     ...overrides,
   };
+}
+
+export function newChange(overrides: Partial<PendingEmailChange> = {}): PendingEmailChange {
+  return { id: unique("change"), newEmail: newEmail("new"), requireCurrent: false, requestedAt: at(1), ...overrides };
 }
 
 export function newLink(overrides: Partial<LinkRecord> = {}): LinkRecord {
@@ -55,7 +86,7 @@ export function newLink(overrides: Partial<LinkRecord> = {}): LinkRecord {
     otpHash: unique("otp"),
     type: "magiclink",
     userId: randomUUID(),
-    email: `${unique("to")}@example.com`,
+    email: newEmail("to"),
     issueId: unique("issue"),
     issuedAt: T0,
     expiresAt: at(HOUR),
@@ -63,307 +94,724 @@ export function newLink(overrides: Partial<LinkRecord> = {}): LinkRecord {
   };
 }
 
-export function runStoreContract(name: string, open: () => Promise<Store>): void {
-  describe(`${name}: store contract`, () => {
-    let store: Store;
-    before(async () => {
-      store = await open();
+export function runStoreContract(name: string, open: OpenStore): void {
+  /** A test with a fresh store, closed (and cleaned up) afterwards whatever happens. */
+  const it = (title: string, body: (store: Store) => Promise<void>) =>
+    test(title, async () => {
+      const { store, cleanup } = await open();
+      try {
+        await body(store);
+      } finally {
+        await store.close();
+        await cleanup?.();
+      }
     });
-    after(() => store.close());
+
+  /** Is the link still stored (and live at T0)? Asked without consuming it. */
+  const stored = async (store: Store, link: LinkRecord): Promise<boolean> =>
+    (await store.links.findLiveByEmail(link.email, link.type, T0, 100)).some((l) => l.tokenHash === link.tokenHash);
+
+  describe(`${name}: store contract`, () => {
+    test("kind and needsPurge are declared", async () => {
+      const { store, cleanup } = await open();
+      try {
+        assert.equal(typeof store.kind, "string");
+        assert.ok(store.kind.length > 0);
+        assert.equal(typeof store.needsPurge, "boolean");
+      } finally {
+        await store.close();
+        await cleanup?.();
+      }
+    });
 
     describe("users", () => {
-      test("insert, then find by id and by email, with every field intact", async () => {
+      it("insert, then findById and findByEmail return every field intact", async (store) => {
         const user = newUser({
           passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
           emailConfirmedAt: at(1),
           invitedAt: at(2),
-          userMetadata: { plan: "pro", "dotted.key": 1, $dollar: true, nested: { list: [1, "two", null, { deep: "ü✓" }] } },
-          emailChange: { id: "change-1", newEmail: "next@example.com", requireCurrent: true, requestedAt: at(3) },
+          createdAt: at(-5),
+          updatedAt: at(3),
+          userMetadata: {
+            plan: "pro",
+            "dotted.key": 1,
+            $dollar: true,
+            "a.$b": { "$in": ["x"], "c.d": null },
+            nested: { list: [1, "two", null, false, 2.5, -7, { deep: "ü✓ 日本語 🚀" }], empty: {}, none: [] },
+            "ключ": "значение",
+          },
+          emailChange: { id: "change-1", newEmail: "next@example.com", requireCurrent: true, requestedAt: at(4) },
         });
         assert.equal(await store.users.insert(user), "inserted");
         same(await store.users.findById(user.id), user);
         same(await store.users.findByEmail(user.email), user);
         assert.equal(await store.users.findById(randomUUID()), undefined);
-        assert.equal(await store.users.findByEmail("nobody@example.com"), undefined);
+        assert.equal(await store.users.findByEmail(newEmail("nobody")), undefined);
       });
 
-      test("an address belongs to one user: the second insert is email_taken and changes nothing", async () => {
-        const first = newUser();
-        await store.users.insert(first);
-        assert.equal(await store.users.insert(newUser({ email: first.email, userMetadata: { other: true } })), "email_taken");
+      it("a user with only the required fields comes back without the optional ones", async (store) => {
+        const user = newUser();
+        assert.equal(await store.users.insert(user), "inserted");
+        const found = await store.users.findById(user.id);
+        same(found, user);
+        assert.equal(found?.passwordHash, undefined);
+        assert.equal(found?.emailConfirmedAt, undefined);
+        assert.equal(found?.invitedAt, undefined);
+        assert.equal(found?.emailChange, undefined);
+      });
+
+      it("an address belongs to one user: a second insert is email_taken and changes nothing", async (store) => {
+        const first = newUser({ userMetadata: { first: true } });
+        assert.equal(await store.users.insert(first), "inserted");
+        const second = newUser({ email: first.email, userMetadata: { other: true } });
+        assert.equal(await store.users.insert(second), "email_taken");
         same(await store.users.findByEmail(first.email), first);
+        same(await store.users.findById(first.id), first);
+        assert.equal(await store.users.findById(second.id), undefined, "the loser was not stored");
       });
 
-      test("20 concurrent inserts of one address: exactly one is inserted", async () => {
-        const email = `${unique("race")}@example.com`;
-        const results = await Promise.all(Array.from({ length: 20 }, () => store.users.insert(newUser({ email }))));
-        assert.equal(results.filter((r) => r === "inserted").length, 1);
+      it("20 concurrent inserts of one address: exactly one is inserted, and it is the one stored", async (store) => {
+        const email = newEmail("race");
+        const candidates = Array.from({ length: 20 }, () => newUser({ email }));
+        const results = await concurrently(20, (i) => store.users.insert(candidates[i]!));
+        assert.equal(count(results, (r) => r === "inserted"), 1);
+        assert.equal(count(results, (r) => r === "email_taken"), 19);
+        const winner = candidates[results.indexOf("inserted")]!;
+        same(await store.users.findByEmail(email), winner);
+        for (const loser of candidates.filter((c) => c !== winner)) {
+          assert.equal(await store.users.findById(loser.id), undefined);
+        }
       });
 
-      test("update applies the given fields only and returns the user after; a missing user is undefined", async () => {
-        const user = newUser({ passwordHash: "old", userMetadata: { a: 1 } });
+      it("update applies the given fields only and returns the user after them", async (store) => {
+        const user = newUser({
+          passwordHash: "old",
+          emailConfirmedAt: at(1),
+          userMetadata: { a: 1, keep: { x: [1] } },
+          emailChange: newChange(),
+        });
         await store.users.insert(user);
-        const updated = await store.users.update(user.id, { updatedAt: at(10), userMetadata: { a: 2, b: 3 } });
-        same(updated, { ...user, updatedAt: at(10), userMetadata: { a: 2, b: 3 } });
+
+        const touched = await store.users.update(user.id, { updatedAt: at(9) });
+        same(touched, { ...user, updatedAt: at(9) }, "only updatedAt given");
+
+        const updated = await store.users.update(user.id, { updatedAt: at(10), userMetadata: { a: 2, "b.c": 3 } });
+        same(updated, { ...user, updatedAt: at(10), userMetadata: { a: 2, "b.c": 3 } }, "metadata is replaced, not merged");
         same(await store.users.findById(user.id), updated);
-        const change = { id: "c", newEmail: "n@example.com", requireCurrent: false, requestedAt: at(11) };
-        const withChange = await store.users.update(user.id, { updatedAt: at(11), emailChange: change, invitedAt: at(11), passwordHash: "new" });
-        same(withChange, { ...updated, updatedAt: at(11), emailChange: change, invitedAt: at(11), passwordHash: "new" });
-        assert.equal(await store.users.update(randomUUID(), { updatedAt: at(12) }), undefined);
+
+        const change = newChange({ requireCurrent: true, requestedAt: at(11) });
+        const all = await store.users.update(user.id, { updatedAt: at(11), emailChange: change, invitedAt: at(11), passwordHash: "new" });
+        same(all, { ...user, updatedAt: at(11), userMetadata: { a: 2, "b.c": 3 }, emailChange: change, invitedAt: at(11), passwordHash: "new" });
+        same(await store.users.findById(user.id), all);
+        same(await store.users.findByEmail(user.email), all);
       });
 
-      test("confirmEmail sets the time once and keeps the first", async () => {
+      it("update: a change left undefined is not applied", async (store) => {
+        // UserChanges' optional fields may be present as undefined (a caller
+        // passing a variable through); that is "not given", not "clear it".
+        const user = newUser({ passwordHash: "hash", invitedAt: at(1), userMetadata: { a: 1 }, emailChange: newChange() });
+        await store.users.insert(user);
+        const updated = await store.users.update(user.id, {
+          updatedAt: at(5),
+          passwordHash: undefined,
+          userMetadata: undefined,
+          invitedAt: undefined,
+          emailChange: undefined,
+        });
+        same(updated, { ...user, updatedAt: at(5) });
+        same(await store.users.findById(user.id), { ...user, updatedAt: at(5) });
+      });
+
+      it("update: a new email change replaces the pending one", async (store) => {
+        const user = newUser({ emailChange: newChange() });
+        await store.users.insert(user);
+        const next = newChange({ requireCurrent: true, requestedAt: at(7) });
+        same((await store.users.update(user.id, { updatedAt: at(7), emailChange: next }))?.emailChange, next);
+        same((await store.users.findById(user.id))?.emailChange, next);
+      });
+
+      it("update of a missing user is undefined and creates nothing", async (store) => {
+        const id = randomUUID();
+        assert.equal(await store.users.update(id, { updatedAt: at(12), userMetadata: { a: 1 } }), undefined);
+        assert.equal(await store.users.findById(id), undefined);
+      });
+
+      it("confirmEmail sets the time once: a second call keeps the first and changes nothing", async (store) => {
         const user = newUser();
         await store.users.insert(user);
-        same((await store.users.confirmEmail(user.id, at(5)))?.emailConfirmedAt, at(5));
-        same((await store.users.confirmEmail(user.id, at(9)))?.emailConfirmedAt, at(5));
+        const confirmed = await store.users.confirmEmail(user.id, at(5));
+        same(confirmed, { ...user, emailConfirmedAt: at(5), updatedAt: at(5) });
+        same(await store.users.findById(user.id), confirmed);
+        same(await store.users.confirmEmail(user.id, at(9)), confirmed, "the second call returns the user as it is");
+        same(await store.users.findById(user.id), confirmed, "and changes nothing");
         assert.equal(await store.users.confirmEmail(randomUUID(), at(5)), undefined);
       });
 
-      test("completeEmailChange moves the user, frees the old address and clears the change", async () => {
-        const change = { id: "change-move", newEmail: `${unique("moved")}@example.com`, requireCurrent: true, requestedAt: at(1) };
-        const user = newUser({ emailChange: change });
+      it("20 concurrent confirmEmail calls: every one returns the user confirmed, one time is kept", async (store) => {
+        const user = newUser();
         await store.users.insert(user);
-        const moved = await store.users.completeEmailChange(user.id, change, at(20));
-        assert.ok(moved && moved !== "email_taken");
-        assert.equal(moved.email, change.newEmail);
-        same(moved.emailConfirmedAt, at(20));
-        assert.equal(moved.emailChange, undefined);
-        assert.equal(await store.users.findByEmail(user.email), undefined);
-        assert.equal((await store.users.findByEmail(change.newEmail))?.id, user.id);
-        assert.equal(await store.users.insert(newUser({ email: user.email })), "inserted", "the old address is free");
-        assert.equal(await store.users.insert(newUser({ email: change.newEmail })), "email_taken");
+        const results = await concurrently(20, (i) => store.users.confirmEmail(user.id, at(100 + i)));
+        const final = await store.users.findById(user.id);
+        const kept = final?.emailConfirmedAt?.getTime();
+        assert.ok(kept !== undefined && kept >= at(100).getTime() && kept < at(120).getTime(), "one of the given times");
+        for (const result of results) assert.ok(result?.emailConfirmedAt, "each caller sees the user confirmed");
+        same((await store.users.confirmEmail(user.id, at(500)))?.emailConfirmedAt, final?.emailConfirmedAt);
       });
 
-      test("completeEmailChange: email_taken when someone holds the address; undefined for a stale change", async () => {
+      it("completeEmailChange moves the user, frees the old address, clears the change and confirms", async (store) => {
+        const change = newChange({ requireCurrent: true });
+        const user = newUser({ passwordHash: "h", userMetadata: { m: 1 }, emailChange: change });
+        await store.users.insert(user);
+        const moved = await store.users.completeEmailChange(user.id, change, at(20));
+        const expected = { ...user, email: change.newEmail, emailConfirmedAt: at(20), updatedAt: at(20), emailChange: undefined };
+        same(moved, expected);
+        same(await store.users.findById(user.id), expected);
+        same(await store.users.findByEmail(change.newEmail), expected);
+        assert.equal(await store.users.findByEmail(user.email), undefined, "the old address no longer finds the user");
+        assert.equal(await store.users.insert(newUser({ email: user.email })), "inserted", "the old address is free");
+        assert.equal(await store.users.insert(newUser({ email: change.newEmail })), "email_taken", "the new one is taken");
+      });
+
+      it("completeEmailChange of an already confirmed user confirms the new address at the given time", async (store) => {
+        const change = newChange();
+        const user = newUser({ emailConfirmedAt: at(1), emailChange: change });
+        await store.users.insert(user);
+        const moved = await store.users.completeEmailChange(user.id, change, at(30));
+        same(moved, { ...user, email: change.newEmail, emailConfirmedAt: at(30), updatedAt: at(30), emailChange: undefined });
+      });
+
+      it("completeEmailChange is email_taken when another user holds the address, and changes nothing", async (store) => {
         const holder = newUser();
         await store.users.insert(holder);
-        const change = { id: "change-taken", newEmail: holder.email, requireCurrent: false, requestedAt: at(1) };
+        const change = newChange({ newEmail: holder.email });
         const user = newUser({ emailChange: change });
         await store.users.insert(user);
         assert.equal(await store.users.completeEmailChange(user.id, change, at(2)), "email_taken");
-        same(await store.users.findById(user.id), user, "nothing changed");
-        assert.equal(await store.users.completeEmailChange(user.id, { id: "other", newEmail: "x@example.com" }, at(2)), undefined);
-        same(await store.users.findById(user.id), user);
+        same(await store.users.findById(user.id), user, "the mover is unchanged (change still pending)");
+        same(await store.users.findById(holder.id), holder, "the holder is unchanged");
+        same(await store.users.findByEmail(holder.email), holder);
+        same(await store.users.findByEmail(user.email), user);
       });
 
-      test("cancelEmailChange drops only the matching change", async () => {
-        const change = { id: "change-cancel", newEmail: "c@example.com", requireCurrent: true, requestedAt: at(1) };
+      it("completeEmailChange is undefined when the change is not the pending one, and changes nothing", async (store) => {
+        const change = newChange();
         const user = newUser({ emailChange: change });
         await store.users.insert(user);
-        await store.users.cancelEmailChange(user.id, "stale", at(2));
-        same((await store.users.findById(user.id))?.emailChange, change);
-        await store.users.cancelEmailChange(user.id, change.id, at(3));
-        const after = await store.users.findById(user.id);
-        assert.equal(after?.emailChange, undefined);
-        same(after?.updatedAt, at(3));
+        assert.equal(await store.users.completeEmailChange(user.id, { id: "stale", newEmail: change.newEmail }, at(2)), undefined, "stale id");
+        assert.equal(await store.users.completeEmailChange(user.id, { id: change.id, newEmail: newEmail("other") }, at(2)), undefined, "other address");
+        same(await store.users.findById(user.id), user);
+        assert.equal(await store.users.findByEmail(change.newEmail), undefined);
+        const plain = newUser();
+        await store.users.insert(plain);
+        assert.equal(await store.users.completeEmailChange(plain.id, change, at(2)), undefined, "no change pending");
+        same(await store.users.findById(plain.id), plain);
+        assert.equal(await store.users.completeEmailChange(randomUUID(), change, at(2)), undefined, "no such user");
+        assert.equal(await store.users.findByEmail(change.newEmail), undefined);
       });
 
-      test("returned users are copies", async () => {
-        const user = newUser({ userMetadata: { a: 1 } });
+      it("completeEmailChange of a change that is no longer pending is undefined even when its address is taken", async (store) => {
+        // "undefined when the change is no longer pending": whoever holds the
+        // address, there is nothing left to complete.
+        const holder = newUser();
+        await store.users.insert(holder);
+        const user = newUser({ emailChange: newChange() });
         await store.users.insert(user);
-        const found = await store.users.findById(user.id);
-        (found!.userMetadata as Record<string, unknown>).a = 999;
-        same((await store.users.findById(user.id))?.userMetadata, { a: 1 });
+        assert.equal(await store.users.completeEmailChange(user.id, { id: "stale", newEmail: holder.email }, at(2)), undefined, "stale change");
+        assert.equal(await store.users.completeEmailChange(randomUUID(), { id: "x", newEmail: holder.email }, at(2)), undefined, "no such user");
+        same(await store.users.findById(user.id), user);
+        same(await store.users.findById(holder.id), holder);
+      });
+
+      it("completeEmailChange twice: the second finds nothing pending", async (store) => {
+        const change = newChange();
+        const user = newUser({ emailChange: change });
+        await store.users.insert(user);
+        const moved = await store.users.completeEmailChange(user.id, change, at(3));
+        assert.ok(moved && moved !== "email_taken");
+        assert.equal(await store.users.completeEmailChange(user.id, change, at(4)), undefined);
+        same(await store.users.findById(user.id), moved, "the first completion stands");
+      });
+
+      it("10 users completing a change to one address at once: exactly one gets it, the others are email_taken and unchanged", async (store) => {
+        const target = newEmail("contested");
+        const movers = Array.from({ length: 10 }, () => newUser({ emailChange: newChange({ newEmail: target }) }));
+        for (const user of movers) await store.users.insert(user);
+        const results = await concurrently(10, (i) => store.users.completeEmailChange(movers[i]!.id, movers[i]!.emailChange!, at(50)));
+        assert.equal(count(results, (r) => typeof r === "object"), 1, `results: ${JSON.stringify(results.map((r) => (typeof r === "object" ? "user" : r ?? "undefined")))}`);
+        assert.equal(count(results, (r) => r === "email_taken"), 9);
+        const winner = movers[results.findIndex((r) => typeof r === "object")]!;
+        assert.equal((await store.users.findByEmail(target))?.id, winner.id);
+        for (const loser of movers.filter((m) => m !== winner)) same(await store.users.findById(loser.id), loser);
+      });
+
+      it("an insert and an email change racing for one address: exactly one gets it", async (store) => {
+        const rounds = await concurrently(10, async () => {
+          const target = newEmail("contested");
+          const mover = newUser({ emailChange: newChange({ newEmail: target }) });
+          await store.users.insert(mover);
+          const newcomer = newUser({ email: target });
+          const [moving, inserting] = await Promise.allSettled([
+            store.users.completeEmailChange(mover.id, mover.emailChange!, at(60)),
+            store.users.insert(newcomer),
+          ]);
+          if (moving.status === "rejected") throw moving.reason;
+          if (inserting.status === "rejected") throw inserting.reason;
+          const [moved, inserted] = [moving.value, inserting.value];
+          const holder = await store.users.findByEmail(target);
+          return { moved: typeof moved === "object", inserted: inserted === "inserted", taken: moved === "email_taken", holder: holder?.id, mover, newcomer };
+        });
+        for (const round of rounds) {
+          assert.equal(Number(round.moved) + Number(round.inserted), 1, JSON.stringify(round));
+          assert.equal(round.holder, round.moved ? round.mover.id : round.newcomer.id);
+          if (round.inserted) assert.ok(round.taken, "the mover learns the address is taken");
+          else assert.equal(await store.users.findById(round.newcomer.id), undefined);
+        }
+      });
+
+      it("cancelEmailChange drops only the matching change", async (store) => {
+        const change = newChange({ requireCurrent: true });
+        const user = newUser({ emailChange: change, userMetadata: { m: 1 } });
+        await store.users.insert(user);
+        await store.users.cancelEmailChange(user.id, "stale", at(2));
+        same(await store.users.findById(user.id), user, "a stale id changes nothing at all");
+        await store.users.cancelEmailChange(user.id, change.id, at(3));
+        same(await store.users.findById(user.id), { ...user, emailChange: undefined, updatedAt: at(3) });
+        assert.equal(await store.users.completeEmailChange(user.id, change, at(4)), undefined, "a cancelled change cannot complete");
+        await store.users.cancelEmailChange(randomUUID(), change.id, at(3)); // no such user: nothing to do
+      });
+
+      it("returned users are copies, and so is what was stored", async (store) => {
+        const user = newUser({ userMetadata: { a: 1, nested: { list: [1] } }, emailChange: newChange(), emailConfirmedAt: at(1) });
+        const original = structuredClone(user);
+        await store.users.insert(user);
+        // Mutating the caller's own object after the insert.
+        ((user.userMetadata.nested as Record<string, unknown>).list as unknown[]).push(2);
+        (user.emailChange as { newEmail: string }).newEmail = "mutated@example.com";
+        same(await store.users.findById(user.id), original, "the inserted object was copied");
+
+        const found = (await store.users.findById(user.id))!;
+        (found.userMetadata as Record<string, unknown>).a = 999;
+        ((found.userMetadata.nested as Record<string, unknown>).list as unknown[]).push(3);
+        (found.emailChange as { id: string }).id = "tampered";
+        found.emailConfirmedAt!.setTime(0);
+        (found as { email: string }).email = "tampered@example.com";
+        same(await store.users.findById(user.id), original, "findById returned a copy");
+        same(await store.users.findByEmail(original.email), original, "findByEmail still finds the original");
+
+        const metadata = { b: { c: [1] } };
+        const updated = (await store.users.update(user.id, { updatedAt: at(2), userMetadata: metadata }))!;
+        metadata.b.c.push(2);
+        (updated.userMetadata as Record<string, unknown>).b = "tampered";
+        same((await store.users.findById(user.id))?.userMetadata, { b: { c: [1] } }, "update copied its input and returned a copy");
+
+        const confirmed = (await store.users.confirmEmail(user.id, at(3)))!;
+        (confirmed.userMetadata as Record<string, unknown>).x = 1;
+        same((await store.users.findById(user.id))?.userMetadata, { b: { c: [1] } }, "confirmEmail returned a copy");
       });
     });
 
     describe("links", () => {
-      test("consume returns the link once, with every field intact", async () => {
-        const link = newLink({ redirectTo: "https://app.example.com/x", emailChange: { changeId: "c1", address: "current" } });
+      it("consume returns the link once, with every field intact", async (store) => {
+        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x?y=1", emailChange: { changeId: "c1", address: "current" } });
         await store.links.insert([link]);
         same(await store.links.consume(link.tokenHash, link.type, T0), link);
-        assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined);
+        assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined, "second consume");
+        assert.equal(await stored(store, link), false);
+        assert.equal(await store.links.consume(unique("unknown"), "magiclink", T0), undefined, "unknown hash");
       });
 
-      test("consume with another type refuses and does not consume", async () => {
+      it("insert of two links (one issue): each is stored with its own fields and consumed on its own", async (store) => {
+        const issueId = unique("issue");
+        const changeId = unique("change");
+        const a = newLink({ type: "email_change", issueId, emailChange: { changeId, address: "new" } });
+        const b = newLink({ type: "email_change", issueId, userId: a.userId, emailChange: { changeId, address: "current" } });
+        await store.links.insert([a, b]);
+        same(await store.links.consume(b.tokenHash, "email_change", T0), b);
+        assert.equal(await stored(store, a), true, "consuming one leaves the other");
+        same(await store.links.consume(a.tokenHash, "email_change", T0), a);
+      });
+
+      it("insert of a link whose hash is already stored fails and keeps the stored one", async (store) => {
+        const link = newLink();
+        await store.links.insert([link]);
+        const clash = newLink({ tokenHash: link.tokenHash, userId: randomUUID(), otpHash: "other" });
+        await assert.rejects(store.links.insert([clash]));
+        same(await store.links.consume(link.tokenHash, link.type, T0), link);
+      });
+
+      it("consume with another type refuses and does not consume", async (store) => {
         const link = newLink({ type: "invite" });
         await store.links.insert([link]);
-        assert.equal(await store.links.consume(link.tokenHash, "magiclink", T0), undefined);
-        assert.equal(await store.links.consume(link.tokenHash, "recovery", T0), undefined);
+        for (const type of ["signup", "magiclink", "recovery", "email_change"] as const) {
+          assert.equal(await store.links.consume(link.tokenHash, type, T0), undefined, type);
+        }
+        assert.equal(await stored(store, link), true);
         same(await store.links.consume(link.tokenHash, "invite", T0), link);
       });
 
-      test("expiry: live until the instant before expiresAt; a refused late attempt consumes nothing", async () => {
-        const link = newLink({ expiresAt: at(1000) });
+      it("expiry: live until the millisecond before expiresAt; a refused late attempt consumes nothing", async (store) => {
+        const expiresAt = at(1000);
+        const link = newLink({ expiresAt });
         await store.links.insert([link]);
-        assert.equal(await store.links.consume(link.tokenHash, link.type, at(1000)), undefined);
-        assert.equal(await store.links.consume(link.tokenHash, link.type, at(1001)), undefined);
-        same(await store.links.consume(link.tokenHash, link.type, at(999)), link, "still there for an earlier now");
+        assert.equal(await store.links.consume(link.tokenHash, link.type, expiresAt), undefined, "at expiresAt");
+        assert.equal(await store.links.consume(link.tokenHash, link.type, at(1001)), undefined, "after expiresAt");
+        same(await store.links.findLiveByEmail(link.email, link.type, at(1000), 10), [], "not live at expiresAt");
+        same(await store.links.findLiveByEmail(link.email, link.type, at(999), 10), [link], "still stored and live before");
+        same(await store.links.consume(link.tokenHash, link.type, at(999)), link, "one millisecond before");
       });
 
-      test("50 concurrent consumes of one link: exactly one gets it", async () => {
-        const link = newLink();
-        await store.links.insert([link]);
-        const results = await Promise.all(Array.from({ length: 50 }, () => store.links.consume(link.tokenHash, link.type, T0)));
-        assert.equal(results.filter((r) => r !== undefined).length, 1);
-      });
-
-      test("insert of two links at once; findLiveByEmail filters by address, type and liveness, up to a limit", async () => {
-        const email = `${unique("otp")}@example.com`;
-        const a = newLink({ email, expiresAt: at(HOUR) });
+      it("findLiveByEmail: that address, that type, live ones only, at most `limit`, every field intact", async (store) => {
+        const email = newEmail("otp");
+        const a = newLink({ email, expiresAt: at(HOUR), redirectTo: "https://a.example.com/" });
         const b = newLink({ email, expiresAt: at(2 * HOUR) });
-        const expired = newLink({ email, expiresAt: at(10) });
-        const otherType = newLink({ email, type: "recovery" });
-        const otherEmail = newLink();
+        const c = newLink({ email, expiresAt: at(3 * HOUR) });
         await store.links.insert([a, b]);
-        await store.links.insert([expired, otherType, otherEmail]);
-        const live = await store.links.findLiveByEmail(email, "magiclink", at(10), 10);
-        same(live.map((l) => l.tokenHash).sort(), [a.tokenHash, b.tokenHash].sort());
-        assert.equal((await store.links.findLiveByEmail(email, "magiclink", at(10), 1)).length, 1);
-        same((await store.links.findLiveByEmail(email, "magiclink", at(HOUR), 10)).map((l) => l.tokenHash), [b.tokenHash]);
+        await store.links.insert([c]);
+        await store.links.insert([
+          newLink({ email, expiresAt: at(10) }), // expired at at(10)
+          newLink({ email, type: "recovery" }),
+          newLink({ email: newEmail("other") }),
+          newLink({ email: email.toUpperCase() }), // addresses are compared as given (normalized upstream)
+        ]);
+        const byHash = (links: LinkRecord[]) => [...links].sort((x, y) => x.tokenHash.localeCompare(y.tokenHash));
+        same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(10), 10)), byHash([a, b, c]));
+        const two = await store.links.findLiveByEmail(email, "magiclink", at(10), 2);
+        assert.equal(two.length, 2);
+        assert.ok(two.every((l) => [a, b, c].some((x) => x.tokenHash === l.tokenHash)));
+        same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(HOUR), 10)), byHash([b, c]), "a expires at at(HOUR)");
+        same(await store.links.findLiveByEmail(email, "invite", at(10), 10), []);
+        same(await store.links.findLiveByEmail(newEmail("nobody"), "magiclink", at(10), 10), []);
       });
 
-      test("delete and restore", async () => {
+      it("findLiveByEmail with limit 0 finds nothing", async (store) => {
+        const email = newEmail("limit");
+        await store.links.insert([newLink({ email }), newLink({ email })]);
+        same(await store.links.findLiveByEmail(email, "magiclink", T0, 0), []);
+      });
+
+      it("delete removes one link and nothing else; deleting a missing link is fine", async (store) => {
         const link = newLink();
-        await store.links.insert([link]);
+        const other = newLink({ email: link.email, userId: link.userId });
+        await store.links.insert([link, other]);
         await store.links.delete(link.tokenHash);
         assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined);
-        await store.links.restore(link);
-        same(await store.links.consume(link.tokenHash, link.type, T0), link);
-        await store.links.delete("no-such-hash"); // deleting nothing is fine
+        await store.links.delete(link.tokenHash);
+        await store.links.delete(unique("no-such-hash"));
+        same(await store.links.consume(other.tokenHash, other.type, T0), other);
       });
 
-      test("deleteOlderIssues removes strictly older issues of the same user and type only", async () => {
+      it("restore puts back a consumed link: it can be found and consumed again, once", async (store) => {
+        const link = newLink({ type: "recovery", redirectTo: "https://r.example.com/" });
+        await store.links.insert([link]);
+        const consumed = await store.links.consume(link.tokenHash, "recovery", T0);
+        assert.ok(consumed);
+        await store.links.restore(consumed);
+        same(await store.links.findLiveByEmail(link.email, "recovery", T0, 10), [link]);
+        same(await store.links.consume(link.tokenHash, "recovery", T0), link);
+        assert.equal(await store.links.consume(link.tokenHash, "recovery", T0), undefined);
+      });
+
+      it("deleteOlderIssues removes strictly older issues of the same user and type only, and counts them", async (store) => {
         const userId = randomUUID();
         const mine = newLink({ userId, issuedAt: at(100), issueId: "m" });
         const sameIssue = newLink({ userId, issuedAt: at(100), issueId: "m" });
         const olderTime = newLink({ userId, issuedAt: at(99), issueId: "z" });
-        const sameTimeSmallerId = newLink({ userId, issuedAt: at(100), issueId: "a" });
+        const sameTimeSmallerId = newLink({ userId, issuedAt: at(100), issueId: "l" });
+        const sameTimeSmallerId2 = newLink({ userId, issuedAt: at(100), issueId: "a" });
         const sameTimeLargerId = newLink({ userId, issuedAt: at(100), issueId: "n" });
         const newer = newLink({ userId, issuedAt: at(101), issueId: "a" });
-        const otherType = newLink({ userId, type: "invite", issuedAt: at(1) });
-        const otherUser = newLink({ issuedAt: at(1) });
-        await store.links.insert([mine, sameIssue, olderTime, sameTimeSmallerId, sameTimeLargerId, newer, otherType, otherUser]);
-        assert.equal(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), 2);
-        const alive = async (l: LinkRecord) => (await store.links.findLiveByEmail(l.email, l.type, T0, 10)).length === 1;
+        const otherType = newLink({ userId, type: "invite", issuedAt: at(1), issueId: "a" });
+        const otherUser = newLink({ issuedAt: at(1), issueId: "a" });
+        const all = [mine, sameIssue, olderTime, sameTimeSmallerId, sameTimeSmallerId2, sameTimeLargerId, newer, otherType, otherUser];
+        await store.links.insert(all);
+        assert.equal(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), 3);
         same(
-          await Promise.all([mine, sameIssue, olderTime, sameTimeSmallerId, sameTimeLargerId, newer, otherType, otherUser].map(alive)),
-          [true, true, false, false, true, true, true, true],
+          await Promise.all(all.map((l) => stored(store, l))),
+          [true, true, false, false, false, true, true, true, true],
         );
+        assert.equal(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), 0, "nothing older left");
+        assert.equal(await store.links.deleteOlderIssues(randomUUID(), "magiclink", at(1000), "z"), 0, "unknown user");
       });
 
-      test("removeIfSuperseded removes an issue only when a newer one of the user and type exists", async () => {
+      it("removeIfSuperseded removes an issue only when a newer one of the same user and type exists", async (store) => {
         const userId = randomUUID();
         const older = newLink({ userId, issuedAt: at(5), issueId: "b" });
         const olderTwin = newLink({ userId, issuedAt: at(5), issueId: "b" });
         await store.links.insert([older, olderTwin]);
         assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), false, "nothing newer yet");
-        await store.links.insert([newLink({ userId, type: "invite", issuedAt: at(9) })]);
-        assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), false, "another type does not count");
+        const olderStill = newLink({ userId, issuedAt: at(5), issueId: "a" });
+        await store.links.insert([olderStill, newLink({ userId, type: "invite", issuedAt: at(9), issueId: "z" }), newLink({ issuedAt: at(9), issueId: "z" })]);
+        assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), false, "older issues, other types and other users do not count");
+        assert.equal(await stored(store, older), true);
+        assert.equal(await stored(store, olderTwin), true);
         const newer = newLink({ userId, issuedAt: at(5), issueId: "c" });
         await store.links.insert([newer]);
         assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), true);
-        assert.equal(await store.links.consume(older.tokenHash, "magiclink", T0), undefined);
-        assert.equal(await store.links.consume(olderTwin.tokenHash, "magiclink", T0), undefined);
+        assert.equal(await stored(store, older), false);
+        assert.equal(await stored(store, olderTwin), false);
+        assert.equal(await stored(store, olderStill), true, "only the named issue is removed");
         same(await store.links.consume(newer.tokenHash, "magiclink", T0), newer);
       });
 
-      test("deleteAllForUser", async () => {
+      it("issues racing (insert, deleteOlderIssues, removeIfSuperseded): only the newest issue survives", async (store) => {
         const userId = randomUUID();
-        const links = [newLink({ userId }), newLink({ userId, type: "recovery" }), newLink()];
-        await store.links.insert(links);
-        assert.equal(await store.links.deleteAllForUser(userId), 2);
-        same(await store.links.consume(links[2]!.tokenHash, "magiclink", T0), links[2]);
+        const email = newEmail("issue-race");
+        // Eight issues, two links each, with a deliberately shuffled order of
+        // (issuedAt, issueId) so that start order is not age order.
+        const keys = [[3, "b"], [1, "z"], [3, "c"], [2, "a"], [3, "a"], [0, "q"], [2, "z"], [1, "a"]] as const;
+        const issues = keys.map(([ms, id]) => {
+          const link = () => newLink({ userId, email, type: "recovery", issuedAt: at(ms), issueId: id });
+          return [link(), link()];
+        });
+        await concurrently(issues.length, async (i) => {
+          const records = issues[i]!;
+          const { issuedAt, issueId } = records[0]!;
+          await store.links.insert(records);
+          await store.links.deleteOlderIssues(userId, "recovery", issuedAt, issueId);
+          await store.links.removeIfSuperseded(userId, "recovery", issuedAt, issueId);
+        });
+        const survivors = await store.links.findLiveByEmail(email, "recovery", T0, 100);
+        same(new Set(survivors.map((l) => l.issueId)), new Set(["c"]), "the issue (3, c) is the newest");
+        assert.equal(survivors.length, 2);
       });
 
-      test("returned links are copies", async () => {
-        const link = newLink({ emailChange: { changeId: "x", address: "new" } });
+      it("deleteAllForUser deletes every link of the user, of every type, and counts them", async (store) => {
+        const userId = randomUUID();
+        const links = [newLink({ userId }), newLink({ userId, type: "recovery" }), newLink({ userId, type: "email_change", expiresAt: at(1) }), newLink()];
+        await store.links.insert(links);
+        assert.equal(await store.links.deleteAllForUser(userId), 3);
+        for (const link of links.slice(0, 3)) assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined);
+        same(await store.links.consume(links[3]!.tokenHash, "magiclink", T0), links[3]);
+        assert.equal(await store.links.deleteAllForUser(userId), 0);
+      });
+
+      it("50 concurrent consumes of one link: exactly one gets it", async (store) => {
+        const link = newLink();
         await store.links.insert([link]);
-        const [found] = await store.links.findLiveByEmail(link.email, link.type, T0, 1);
-        (found!.emailChange as { changeId: string }).changeId = "tampered";
-        same(await store.links.consume(link.tokenHash, link.type, T0), link);
+        const results = await concurrently(50, () => store.links.consume(link.tokenHash, link.type, T0));
+        const winners = results.filter((r) => r !== undefined);
+        assert.equal(winners.length, 1);
+        same(winners[0], link);
+        assert.equal(await stored(store, link), false);
+      });
+
+      it("50 concurrent consumes spread over 10 links: each link is handed out exactly once", async (store) => {
+        const links = Array.from({ length: 10 }, () => newLink());
+        await store.links.insert(links);
+        const results = await concurrently(50, (i) => store.links.consume(links[i % 10]!.tokenHash, "magiclink", T0));
+        const won = results.filter((r): r is LinkRecord => r !== undefined).map((r) => r.tokenHash).sort();
+        same(won, links.map((l) => l.tokenHash).sort());
+      });
+
+      it("concurrent consume and restore of one link never hand it out twice per restore", async (store) => {
+        const link = newLink();
+        await store.links.insert([link]);
+        const first = await concurrently(20, () => store.links.consume(link.tokenHash, link.type, T0));
+        assert.equal(count(first, (r) => r !== undefined), 1);
+        await store.links.restore(link);
+        const second = await concurrently(20, () => store.links.consume(link.tokenHash, link.type, T0));
+        assert.equal(count(second, (r) => r !== undefined), 1);
+      });
+
+      it("returned links are copies, and so is what was stored", async (store) => {
+        const link = newLink({ type: "email_change", emailChange: { changeId: "x", address: "new" } });
+        const original = structuredClone(link);
+        await store.links.insert([link]);
+        (link.emailChange as { changeId: string }).changeId = "mutated-input";
+        link.expiresAt.setTime(0);
+        const [found] = await store.links.findLiveByEmail(original.email, original.type, T0, 1);
+        assert.ok(found, "the inserted object was copied (still live)");
+        (found.emailChange as { changeId: string }).changeId = "tampered";
+        found.issuedAt.setTime(0);
+        (found as { userId: string }).userId = "tampered";
+        same(await store.links.findLiveByEmail(original.email, original.type, T0, 1), [original]);
+        const consumed = (await store.links.consume(original.tokenHash, original.type, T0))!;
+        same(consumed, original);
+        const restoredFrom = structuredClone(consumed);
+        await store.links.restore(consumed);
+        (consumed.emailChange as { changeId: string }).changeId = "mutated-after-restore";
+        same(await store.links.consume(original.tokenHash, original.type, T0), restoredFrom);
       });
     });
 
-    describe("claims", () => {
-      test("the first claim of a key wins, later ones lose", async () => {
+    describe("one-time code attempts (claims)", () => {
+      it("the first claim of a key wins, later ones lose", async (store) => {
         const key = unique("claim");
         assert.equal(await store.claims.claim(key, at(HOUR)), true);
         assert.equal(await store.claims.claim(key, at(HOUR)), false);
+        assert.equal(await store.claims.claim(key, at(2 * HOUR)), false, "a different expiry is still the same key");
+        assert.equal(await store.claims.claim(unique("claim"), at(HOUR)), true, "another key");
       });
 
-      test("50 concurrent claims of one key: exactly one wins", async () => {
+      it("50 concurrent claims of one key: exactly one wins", async (store) => {
         const key = unique("claim-race");
-        const results = await Promise.all(Array.from({ length: 50 }, () => store.claims.claim(key, at(HOUR))));
-        assert.equal(results.filter(Boolean).length, 1);
+        const results = await concurrently(50, () => store.claims.claim(key, at(HOUR)));
+        assert.equal(count(results, Boolean), 1);
       });
 
-      test("claimed reports recorded, unexpired keys only", async () => {
+      it("50 concurrent code attempts with a limit of 5 (attempts 1..5 are keys): exactly 5 get one, each a different one", async (store) => {
+        // How the domain counts attempts: a caller takes the first free
+        // attempt number of the link; when all five are taken it is refused.
+        const tokenHash = unique("hash");
+        const maxAttempts = 5;
+        const reserve = async (): Promise<number | undefined> => {
+          for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+            if (await store.claims.claim(`otp:${tokenHash}:${attempt}`, at(HOUR))) return attempt;
+          }
+          return undefined;
+        };
+        const results = await concurrently(50, reserve);
+        const granted = results.filter((r): r is number => r !== undefined).sort();
+        same(granted, [1, 2, 3, 4, 5]);
+        assert.equal(await reserve(), undefined, "refused once all are used");
+        const keys = Array.from({ length: maxAttempts }, (_, i) => `otp:${tokenHash}:${i + 1}`);
+        assert.equal((await store.claims.claimed(keys, T0)).size, maxAttempts, "the attempt count is 5");
+      });
+
+      it("claimed reports recorded keys that have not expired (expiresAt > now)", async (store) => {
         const [a, b, c] = [unique("a"), unique("b"), unique("c")];
         await store.claims.claim(a, at(HOUR));
         await store.claims.claim(b, at(10));
         same(await store.claims.claimed([a, b, c], T0), new Set([a, b]));
-        same(await store.claims.claimed([a, b, c], at(10)), new Set([a]));
+        same(await store.claims.claimed([a, b, c], at(9)), new Set([a, b]));
+        same(await store.claims.claimed([a, b, c], at(10)), new Set([a]), "expired at expiresAt");
+        same(await store.claims.claimed([], T0), new Set());
+        same(await store.claims.claimed([c], T0), new Set());
       });
     });
 
     describe("rate limits", () => {
       const window = at(0);
-      test("hits are counted per bucket and window, up to the limit", async () => {
+
+      it("hits are counted per bucket and window, up to the limit", async (store) => {
         const bucket = unique("bucket");
         assert.equal(await store.rateLimits.count(bucket, window), 0);
         assert.equal(await store.rateLimits.hit(bucket, window, 2, at(HOUR)), true);
+        assert.equal(await store.rateLimits.count(bucket, window), 1);
         assert.equal(await store.rateLimits.hit(bucket, window, 2, at(HOUR)), true);
         assert.equal(await store.rateLimits.hit(bucket, window, 2, at(HOUR)), false);
-        assert.equal(await store.rateLimits.count(bucket, window), 2);
+        assert.equal(await store.rateLimits.count(bucket, window), 2, "a refused hit is not counted");
         assert.equal(await store.rateLimits.hit(bucket, window, 3, at(HOUR)), true, "a higher limit lets one more in");
+        assert.equal(await store.rateLimits.count(bucket, window), 3);
         assert.equal(await store.rateLimits.count(bucket, at(60_000)), 0, "another window");
         assert.equal(await store.rateLimits.count(unique("other"), window), 0, "another bucket");
+        assert.equal(await store.rateLimits.hit(bucket, at(60_000), 1, at(HOUR)), true, "a new window starts empty");
       });
 
-      test("40 concurrent hits with a limit of 7: exactly 7 recorded", async () => {
+      it("40 concurrent hits with a limit of 7: exactly 7 recorded", async (store) => {
         const bucket = unique("bucket-race");
-        const results = await Promise.all(Array.from({ length: 40 }, () => store.rateLimits.hit(bucket, window, 7, at(HOUR))));
-        assert.equal(results.filter(Boolean).length, 7);
+        const results = await concurrently(40, () => store.rateLimits.hit(bucket, window, 7, at(HOUR)));
+        assert.equal(count(results, Boolean), 7);
         assert.equal(await store.rateLimits.count(bucket, window), 7);
+      });
+
+      it("40 concurrent hits well under the limit: every one is recorded", async (store) => {
+        // "Record one hit if the window holds fewer than `limit`": with room
+        // for 1000, no hit may be refused, however many arrive at once.
+        const bucket = unique("bucket-burst");
+        const results = await concurrently(40, () => store.rateLimits.hit(bucket, window, 1000, at(HOUR)));
+        assert.equal(count(results, (r) => !r), 0, "refused hits");
+        assert.equal(await store.rateLimits.count(bucket, window), 40);
       });
     });
 
     describe("audit", () => {
-      test("events are appended and found by address or user, newest first", async () => {
-        const email = `${unique("audit")}@example.com`;
+      const event = (n: number, fields: Partial<AuditEvent> = {}): AuditEvent => ({
+        at: at(n),
+        method: "VerifyLink",
+        caller: "anonymous",
+        clientAddress: "192.0.2.1",
+        linkType: "magiclink",
+        hashedTokens: [`h${n}`, `h${n}b`],
+        outcome: "ok",
+        durationMs: n,
+        ...fields,
+      });
+
+      it("events are appended and found by address, by user or both, newest first, at most `limit`", async (store) => {
+        const email = newEmail("audit");
         const userId = randomUUID();
-        const event = (n: number, outcome: string): AuditEvent => ({
-          at: at(n),
-          method: "VerifyLink",
-          caller: "anonymous",
-          clientAddress: "192.0.2.1",
-          linkType: "magiclink",
-          userId,
-          email,
-          hashedTokens: [`h${n}`],
-          outcome,
-          durationMs: n,
-        });
-        await store.audit.append(event(1, "ok"), at(HOUR));
-        await store.audit.append(event(2, "link_invalid_or_expired"), at(HOUR));
-        const bare: AuditEvent = { at: at(3), method: "GenerateLink", caller: "anonymous", clientAddress: "", hashedTokens: [], outcome: "credentials_missing", durationMs: 0 };
-        await store.audit.append(bare, at(HOUR));
-        same(await store.audit.find({ email }, 10), [event(2, "link_invalid_or_expired"), event(1, "ok")]);
-        same(await store.audit.find({ userId }, 1), [event(2, "link_invalid_or_expired")]);
+        const e1 = event(1, { userId, email });
+        const e2 = event(2, { userId, email, outcome: "link_invalid_or_expired", linkType: "recovery" });
+        const e3 = event(3, { email }); // the address, before a user existed
+        const e4 = event(4, { userId, email: newEmail("moved") });
+        const bare: AuditEvent = { at: at(5), method: "GenerateLink", caller: "anonymous", clientAddress: "", hashedTokens: [], outcome: "credentials_missing", durationMs: 0 };
+        for (const e of [e1, e2, e3, e4, bare]) await store.audit.append(e, at(HOUR));
+        same(await store.audit.find({ email }, 10), [e3, e2, e1]);
+        same(await store.audit.find({ userId }, 10), [e4, e2, e1]);
+        same(await store.audit.find({ userId }, 2), [e4, e2]);
+        same(await store.audit.find({ email, userId }, 10), [e2, e1]);
+        same(await store.audit.find({ email: newEmail("nobody") }, 10), []);
+      });
+
+      it("newest first means by `at`, whatever order the events were appended in", async (store) => {
+        // Calls end in any order: a slow call's event (earlier `at`) may be
+        // appended after a fast one's.
+        const email = newEmail("audit-order");
+        const [early, middle, late] = [event(1, { email }), event(2, { email }), event(3, { email })];
+        await store.audit.append(middle, at(HOUR));
+        await store.audit.append(late, at(HOUR));
+        await store.audit.append(early, at(HOUR));
+        same(await store.audit.find({ email }, 10), [late, middle, early]);
+      });
+
+      it("found events are copies", async (store) => {
+        const email = newEmail("audit-copy");
+        const e = event(1, { email });
+        await store.audit.append(e, at(HOUR));
+        (e.hashedTokens as string[]).push("mutated-input");
+        const [found] = await store.audit.find({ email }, 1);
+        assert.ok(found);
+        (found.hashedTokens as string[]).push("tampered");
+        same(await store.audit.find({ email }, 1), [event(1, { email })]);
       });
     });
 
     describe("purgeExpired", () => {
-      test("deletes what expired (expiresAt <= now) and nothing else", async () => {
-        const base = at(100 * HOUR); // after everything other tests stored expires
-        const expiredLink = newLink({ expiresAt: base });
-        const liveLink = newLink({ expiresAt: new Date(base.getTime() + 1) });
-        await store.links.insert([expiredLink, liveLink]);
+      it("deletes exactly what expired (expiresAt <= now), returns how many, and nothing else", async (store) => {
+        const now = at(100);
+        const just = now;
+        const before = at(50);
+        const after = at(101);
+
+        const expiredLinks = [newLink({ expiresAt: just }), newLink({ expiresAt: before, type: "recovery" })];
+        const liveLink = newLink({ expiresAt: after });
+        await store.links.insert([...expiredLinks, liveLink]);
+
         const [expiredKey, liveKey] = [unique("pk"), unique("pk")];
-        await store.claims.claim(expiredKey, base);
-        await store.claims.claim(liveKey, new Date(base.getTime() + 1));
-        const bucket = unique("pb");
-        await store.rateLimits.hit(bucket, base, 5, base);
-        const purged = await store.purgeExpired(base);
-        assert.ok(purged >= 3, `purged ${purged}`);
-        assert.equal(await store.links.consume(expiredLink.tokenHash, "magiclink", T0), undefined, "expired link gone");
-        same(await store.links.consume(liveLink.tokenHash, "magiclink", T0), liveLink);
+        await store.claims.claim(expiredKey, just);
+        await store.claims.claim(liveKey, after);
+
+        const email = newEmail("purge");
+        const oldEvent: AuditEvent = { at: at(1), method: "VerifyLink", caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", durationMs: 1, email };
+        const newEvent: AuditEvent = { ...oldEvent, at: at(2) };
+        await store.audit.append(oldEvent, before);
+        await store.audit.append(newEvent, after);
+
+        const [expiredBucket, liveBucket] = [unique("pb"), unique("pb")];
+        await store.rateLimits.hit(expiredBucket, at(0), 5, just);
+        await store.rateLimits.hit(liveBucket, at(0), 5, after);
+
+        const user = newUser();
+        await store.users.insert(user);
+
+        assert.equal(await store.purgeExpired(now), 2 + 1 + 1 + 1);
+
+        for (const link of expiredLinks) assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined, "expired link gone");
+        same(await store.links.consume(liveLink.tokenHash, liveLink.type, T0), liveLink);
         same(await store.claims.claimed([expiredKey, liveKey], T0), new Set([liveKey]));
-        assert.equal(await store.claims.claim(expiredKey, at(200 * HOUR)), true, "an expired claim's key can be claimed again");
-        assert.equal(await store.rateLimits.count(bucket, base), 0);
-        assert.equal(await store.purgeExpired(base), 0, "nothing left to purge at the same instant");
+        assert.equal(await store.claims.claim(expiredKey, at(HOUR)), true, "a purged claim's key can be claimed again");
+        assert.equal(await store.claims.claim(liveKey, at(HOUR)), false);
+        same(await store.audit.find({ email }, 10), [newEvent]);
+        assert.equal(await store.rateLimits.count(expiredBucket, at(0)), 0);
+        assert.equal(await store.rateLimits.count(liveBucket, at(0)), 1);
+        same(await store.users.findById(user.id), user, "users are not purged");
+
+        assert.equal(await store.purgeExpired(now), 0, "nothing left to purge at the same instant");
+      });
+
+      it("on an empty store purges nothing", async (store) => {
+        assert.equal(await store.purgeExpired(at(HOUR)), 0);
       });
     });
   });
