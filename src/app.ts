@@ -1,24 +1,34 @@
+import { AdminAuthService, file_authlink_v1_admin_auth_service } from "../gen/authlink/v1/admin_auth_service_pb.js";
+import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
+import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_health_v1_health, Health } from "../gen/health/v1/health_pb.js";
+import { createAuditTrail } from "./audit/audit-trail.js";
+import { AccessPolicies, contractPolicy, explicitPolicy } from "./call/access-policy.js";
+import { createCallBoundary } from "./call/call-boundary.js";
 import type { Config } from "./config/config.js";
+import { createOtpCodec } from "./crypto/otp.js";
+import { createArgon2Hasher } from "./crypto/passwords.js";
 import type { Clock } from "./domain/clock.js";
 import { LinkService } from "./domain/link-service.js";
 import { RateLimiter } from "./domain/rate-limiter.js";
+import type { Store } from "./domain/store.js";
+import { createServiceKeyMatcher } from "./identity/service-keys.js";
 import type { Logger } from "./log/logger.js";
-import { AdminAuthService } from "../gen/authlink/v1/admin_auth_service_pb.js";
+import { createHealthHttpHandler } from "./ops/health-http.js";
+import { createHealthService } from "./ops/health-service.js";
+import type { Metrics } from "./ops/metrics.js";
+import { createReadiness, type Readiness } from "./ops/readiness.js";
+import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
-import { createAuditInterceptor } from "./rpc/audit-interceptor.js";
-import { createCallerInterceptor } from "./rpc/caller-interceptor.js";
-import { createErrorInterceptor } from "./rpc/error-interceptor.js";
-import { createOtpCodec } from "./security/otp.js";
-import { createArgon2Hasher } from "./security/passwords.js";
-import { createServiceKeyMatcher } from "./security/service-keys.js";
+import { createCallInterceptor } from "./rpc/call-interceptor.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
 import { startPurgeLoop } from "./store/purge-loop.js";
-import type { Store } from "./store/store.js";
 
 // The composition root: builds authlink from its dependencies. Nothing here
-// reads the environment or listens on a port (that is main.ts), so tests
-// build the same app with their own store, clock and logger.
+// reads the environment or listens on a port (that is main.ts and
+// authlink.ts), so tests build the same app with their own store, clock and
+// logger.
 
 export interface AppDeps {
   readonly config: Config;
@@ -27,17 +37,23 @@ export interface AppDeps {
   readonly logger: Logger;
   /** How often expired documents are purged where the store needs it. */
   readonly purgeIntervalMs?: number;
+  /** Prometheus metrics (one per process); without them nothing is counted. */
+  readonly metrics?: Metrics | undefined;
 }
 
 export interface App {
   readonly handler: RequestHandler;
   readonly links: LinkService;
+  /** Whether the app can serve; turned false first during a graceful shutdown. */
+  readonly readiness: Readiness;
   /** Stops background work; the store is the caller's to close. */
   close(): void;
 }
 
 export function createApp(deps: AppDeps): App {
-  const { config, store, clock, logger } = deps;
+  const { config, clock, logger, metrics } = deps;
+  const store = metrics ? metrics.instrumentStore(deps.store) : deps.store;
+  const audit = createAuditTrail({ store: store.audit, logger, retentionMs: config.auditRetentionMs, observer: metrics });
   const links = new LinkService({
     store,
     clock,
@@ -47,23 +63,54 @@ export function createApp(deps: AppDeps): App {
     settings: config.links,
     rateLimiter: new RateLimiter(store.rateLimits, clock),
     rateLimits: config.rateLimits,
+    audit,
   });
+  const readiness = createReadiness({ ping: (signal) => store.ping({ signal }) });
+
+  // Every service goes through the call boundary. authlink's own take their
+  // access from the contract; health and reflection are public operator
+  // probes, neither audited nor rate limited. Anything else is denied.
+  const policies = new AccessPolicies()
+    .add(AdminAuthService, contractPolicy)
+    .add(Health, explicitPolicy({ Check: "public", Watch: "public", List: "public" }))
+    .add(reflectionV1.ServerReflection, explicitPolicy({ ServerReflectionInfo: "public" }))
+    .add(reflectionV1alpha.ServerReflection, explicitPolicy({ ServerReflectionInfo: "public" }));
+  const boundary = createCallBoundary({
+    policies,
+    callers: { keys: createServiceKeyMatcher(config.serviceKeys), serviceIdentities: config.serviceIdentities },
+    maxCallDurationMs: config.maxCallDurationMs,
+    audit,
+    clock,
+    logger,
+    observe: metrics && ((method, protocol) => metrics.callStarted(method, protocol)),
+  });
+  const interceptors = [createCallInterceptor(boundary)];
   const handler = createHttpHandler({
-    routes: (router) =>
-      router.service(AdminAuthService, createAdminAuthService(links, { maxCallDurationMs: config.maxCallDurationMs })),
-    // Outermost first: errors are mapped last, so the audit sees every
-    // outcome, including refusals by the caller interceptor.
-    interceptors: [
-      createErrorInterceptor(logger),
-      createAuditInterceptor({ audit: store.audit, clock, logger, retentionMs: config.auditRetentionMs }),
-      createCallerInterceptor({
-        keys: createServiceKeyMatcher(config.serviceKeys),
-        serviceIdentities: config.serviceIdentities,
-      }),
-    ],
+    routes: (router) => {
+      router.service(AdminAuthService, createAdminAuthService(links), { interceptors });
+      const health = createHealthService({ readiness, services: [AdminAuthService.typeName] });
+      router.service(Health, health, { interceptors });
+      if (config.reflection) {
+        const reflection = createServerReflection({
+          files: [file_authlink_v1_admin_auth_service, file_health_v1_health],
+          serviceNames: () => router.handlers.map((h) => h.service.typeName),
+        });
+        router.service(reflectionV1.ServerReflection, reflection.v1, { interceptors });
+        router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, { interceptors });
+      }
+    },
+    probes: createHealthHttpHandler(readiness),
     maxRequestBytes: config.maxRequestBytes,
     trustedProxies: config.trustedProxies,
   });
   const stopPurge = store.needsPurge ? startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger) : () => {};
-  return { handler, links, close: stopPurge };
+  return {
+    handler,
+    links,
+    readiness,
+    close() {
+      stopPurge();
+      audit.close();
+    },
+  };
 }

@@ -1,10 +1,12 @@
-import { createApp } from "./app.js";
-import type { Config } from "./config/config.js";
+import { createApp, type App } from "./app.js";
+import { withBoundPort, type Config } from "./config/config.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import type { Logger } from "./log/logger.js";
-import { startHttpServer } from "./server/http-server.js";
+import { createMetrics, type Metrics } from "./ops/metrics.js";
+import { startMetricsServer, type RunningMetricsServer } from "./ops/metrics-server.js";
+import { startHttpServer, type RequestHandler, type RunningHttpServer } from "./server/http-server.js";
 import { openStore } from "./store/open-store.js";
-import type { Store } from "./store/store.js";
+import type { Store } from "./domain/store.js";
 
 // A running authlink: the store opened, the app built, the port bound. main.ts
 // starts one for the process; end-to-end tests start their own.
@@ -16,12 +18,16 @@ export interface StartOptions {
   /** Use this store instead of opening the configured one (tests). Not closed by close(). */
   readonly store?: Store;
   readonly purgeIntervalMs?: number;
+  /** Use these metrics (tests); otherwise they are created when AUTHLINK_METRICS_ADDR is set. */
+  readonly metrics?: Metrics;
 }
 
 export interface RunningAuthlink {
   readonly url: string;
   readonly port: number;
   readonly store: Store;
+  /** http://host:port of the metrics listener, when it runs. */
+  readonly metricsUrl: string | undefined;
   /** Graceful: stop accepting, finish in-flight calls, close the store. */
   close(): Promise<void>;
 }
@@ -30,27 +36,46 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
   const { config, logger } = options;
   const store = options.store ?? (await openStore(config, logger));
   const ownsStore = options.store === undefined;
-  const app = createApp({
-    config,
-    store,
-    logger,
-    clock: options.clock ?? systemClock,
-    purgeIntervalMs: options.purgeIntervalMs,
-  });
+  const metrics = options.metrics ?? (config.metricsListen ? createMetrics() : undefined);
+  let app: App | undefined;
+  let metricsServer: RunningMetricsServer | undefined;
+  let server: RunningHttpServer | undefined;
   try {
-    const server = await startHttpServer(app.handler, { ...config.listen, tls: config.tls });
+    if (metrics && config.metricsListen) metricsServer = await startMetricsServer(metrics, config.metricsListen);
+    // Bound first, so that links can name a port picked by the system; the
+    // app is built in the same turn of the event loop, before any request
+    // can be read.
+    let handler: RequestHandler | undefined;
+    server = await startHttpServer((req, res) => handler?.(req, res), { ...config.listen, tls: config.tls });
+    app = createApp({
+      config: withBoundPort(config, server.port),
+      store,
+      logger,
+      clock: options.clock ?? systemClock,
+      purgeIntervalMs: options.purgeIntervalMs,
+      metrics,
+    });
+    handler = app.handler;
+    const [running, listening] = [app, server];
     return {
       url: server.url,
       port: server.port,
       store,
+      metricsUrl: metricsServer?.url,
       async close() {
-        await server.close(config.shutdownTimeoutMs);
-        app.close();
+        // Not ready first, so load balancers stop sending new calls while
+        // the ones in flight finish.
+        running.readiness.markShuttingDown();
+        await listening.close(config.shutdownTimeoutMs);
+        running.close();
+        await metricsServer?.close();
         if (ownsStore) await store.close();
       },
     };
   } catch (error) {
-    app.close();
+    await server?.close(0);
+    app?.close();
+    await metricsServer?.close();
     if (ownsStore) await store.close();
     throw error;
   }

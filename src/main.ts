@@ -26,6 +26,7 @@ async function main(): Promise<void> {
       store: running.store.kind,
       tls: config.tls ? (config.tls.clientCa ? "mtls" : "tls") : "off",
       publicUrl: config.links.publicUrl.href,
+      metrics: running.metricsUrl,
     },
     "authlink listening",
   );

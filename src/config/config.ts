@@ -5,11 +5,11 @@ import type { LinkSettings } from "../domain/link-settings.js";
 import { LINK_TYPES, type LinkType } from "../domain/link-type.js";
 import type { RateLimitSettings, RateRule } from "../domain/rate-limiter.js";
 import { compileRedirectPolicy, type RedirectPolicy } from "../domain/redirect-policy.js";
-import { parseTrustedProxies, type TrustedProxies } from "../security/client-address.js";
-import { MAX_OTP_LENGTH, MIN_OTP_LENGTH } from "../security/otp.js";
-import { DEFAULT_ARGON2_PARAMS, meetsOwaspMinimum, type Argon2Params } from "../security/passwords.js";
-import { Secret } from "../security/secret.js";
-import { MIN_SERVICE_KEY_LENGTH } from "../security/service-keys.js";
+import { parseTrustedProxies, type TrustedProxies } from "../identity/client-address.js";
+import { MAX_OTP_LENGTH, MIN_OTP_LENGTH } from "../crypto/otp.js";
+import { DEFAULT_ARGON2_PARAMS, meetsOwaspMinimum, type Argon2Params } from "../crypto/passwords.js";
+import { Secret } from "../crypto/secret.js";
+import { MIN_SERVICE_KEY_LENGTH } from "../identity/service-keys.js";
 
 // Configuration: read from AUTHLINK_* environment variables once, validated
 // as a whole (every problem is reported, each naming its variable), frozen.
@@ -53,6 +53,12 @@ export interface Config {
   readonly trustedProxies: TrustedProxies;
   /** How long audit events are kept. */
   readonly auditRetentionMs: number;
+  /** Serve gRPC server reflection (the schema, never data). */
+  readonly reflection: boolean;
+  /** AUTHLINK_PUBLIC_URL was not set: links point at the listen address (see withBoundPort). */
+  readonly publicUrlFollowsListen: boolean;
+  /** Where GET /metrics is served; undefined: metrics off. */
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -99,6 +105,8 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL",
   "AUTHLINK_TRUSTED_PROXIES",
   "AUTHLINK_AUDIT_RETENTION",
+  "AUTHLINK_REFLECTION",
+  "AUTHLINK_METRICS_ADDR",
 ] as const;
 
 /** Variables with this prefix belong to the test suite, not to the server. */
@@ -175,8 +183,17 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   // Listening and public address.
   const listen = parseListenAddress(raw("AUTHLINK_ADDR") ?? "127.0.0.1:8080");
   if (!listen) problem("AUTHLINK_ADDR", "must be host:port, e.g. 127.0.0.1:8080 or [::]:8080");
-  const publicUrl = parsePublicUrl(raw("AUTHLINK_PUBLIC_URL") ?? "http://127.0.0.1:8080");
-  if (typeof publicUrl === "string") problem("AUTHLINK_PUBLIC_URL", publicUrl);
+  // Without a public URL, links point at the listen address (loopback when
+  // it listens on every interface), so a changed port needs no second setting.
+  const publicUrl = parsePublicUrl(raw("AUTHLINK_PUBLIC_URL") ?? defaultPublicUrl(listen));
+  if (typeof publicUrl === "string") {
+    problem(
+      "AUTHLINK_PUBLIC_URL",
+      raw("AUTHLINK_PUBLIC_URL") === undefined
+        ? "must be set (an https URL) when AUTHLINK_ADDR is not a loopback or wildcard address"
+        : publicUrl,
+    );
+  }
 
   // Storage.
   const mongoUri = raw("AUTHLINK_MONGODB_URI");
@@ -295,6 +312,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   const trusted = parseTrustedProxies(list("AUTHLINK_TRUSTED_PROXIES"));
   for (const bad of trusted.problems) problem("AUTHLINK_TRUSTED_PROXIES", `${JSON.stringify(bad)} is not an IP address or CIDR range`);
   const auditRetentionMs = duration("AUTHLINK_AUDIT_RETENTION", 90 * 86_400_000, 3_600_000, 3_650 * 86_400_000);
+  const reflection = boolean("AUTHLINK_REFLECTION", true);
+  const metricsAddr = raw("AUTHLINK_METRICS_ADDR");
+  const metricsListen = metricsAddr === undefined ? undefined : parseListenAddress(metricsAddr);
+  if (metricsAddr !== undefined && !metricsListen) {
+    problem("AUTHLINK_METRICS_ADDR", "must be host:port, e.g. 127.0.0.1:9464");
+  } else if (metricsListen && listen && metricsListen.port !== 0 && metricsListen.port === listen.port) {
+    problem("AUTHLINK_METRICS_ADDR", "must differ from AUTHLINK_ADDR (metrics stay off the public port)");
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
@@ -315,7 +340,21 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     rateLimits,
     trustedProxies: trusted.proxies,
     auditRetentionMs,
+    reflection,
+    metricsListen,
+    publicUrlFollowsListen: raw("AUTHLINK_PUBLIC_URL") === undefined,
   });
+}
+
+/**
+ * The configuration once the server is bound: with no AUTHLINK_PUBLIC_URL and
+ * port 0 (any free port), links must name the port actually bound.
+ */
+export function withBoundPort(config: Config, port: number): Config {
+  if (!config.publicUrlFollowsListen || config.listen.port !== 0) return config;
+  const publicUrl = new URL(config.links.publicUrl.href);
+  publicUrl.port = String(port);
+  return Object.freeze({ ...config, links: { ...config.links, publicUrl } });
 }
 
 /**
@@ -337,6 +376,12 @@ export function parseListenAddress(text: string): { host: string; port: number }
   const port = Number(match[2]);
   if (port > 65535) return undefined;
   return { host: (match[1] ?? "").replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+function defaultPublicUrl(listen: { host: string; port: number } | undefined): string {
+  if (!listen) return "http://127.0.0.1:8080";
+  const host = ["0.0.0.0", "::", ""].includes(listen.host) ? "127.0.0.1" : listen.host.includes(":") ? `[${listen.host}]` : listen.host;
+  return `http://${host}:${listen.port}`;
 }
 
 /** The base URL of action links: absolute, https unless loopback, nothing but scheme, host, port and path. */

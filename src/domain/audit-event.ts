@@ -1,11 +1,13 @@
 import type { LinkType } from "./link-type.js";
 
-// One line of the audit trail: every call, its caller, its subject and its
+// One line of the audit trail: a call, its caller, its subject and its
 // outcome. It holds hashes and identities only, never a token, code,
 // password or key.
 
 export interface AuditEvent {
   readonly at: Date;
+  /** The call's request id (also in its log lines and its x-request-id response header). */
+  readonly requestId?: string | undefined;
   /** RPC method name, e.g. "GenerateLink". */
   readonly method: string;
   /** Service identity (SPIFFE ID, CN or key:…), "anonymous", or the identity a rejected credential claimed. */
@@ -18,4 +20,8 @@ export interface AuditEvent {
   /** "ok", or the error reason (link_invalid_or_expired, over_rate_limit, credentials_missing, ...). */
   readonly outcome: string;
   readonly durationMs: number;
+  /** Redemptions: milliseconds from the link's issue to this redemption (very short ones suggest a mail scanner). */
+  readonly linkAgeMs?: number | undefined;
+  /** over_rate_limit: the rule that refused the call. */
+  readonly rateLimitRule?: string | undefined;
 }

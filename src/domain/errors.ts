@@ -1,3 +1,5 @@
+import { StoreUnavailableError } from "./store.js";
+
 // The domain's one error type. Every expected failure has a stable snake_case
 // reason; the reason decides the status code (one table, here), so the RPC
 // layer only translates and never guesses.
@@ -25,6 +27,7 @@ export const REASONS = {
   credentials_missing: { kind: "unauthenticated", message: "this method requires the service role" },
   credentials_invalid: { kind: "unauthenticated", message: "the credentials are not valid" },
   not_service_role: { kind: "permission_denied", message: "the caller does not hold the service role" },
+  method_not_exposed: { kind: "permission_denied", message: "this method is not open to any caller" },
   over_rate_limit: { kind: "resource_exhausted", message: "too many requests, retry later" },
   store_unavailable: { kind: "unavailable", message: "the database is unavailable, retry later" },
   deadline_exceeded: { kind: "deadline_exceeded", message: "the deadline expired before the call completed" },
@@ -46,6 +49,8 @@ export interface AuthlinkErrorOptions {
   readonly violations?: readonly FieldViolation[];
   /** For over_rate_limit: how long until a retry can succeed. */
   readonly retryAfterMs?: number;
+  /** For over_rate_limit: the rule that refused (for audit and metrics, not sent to clients). */
+  readonly rateLimitRule?: string;
   /** Kept for logs only; never sent to clients. */
   readonly cause?: unknown;
 }
@@ -56,6 +61,7 @@ export class AuthlinkError extends Error {
   readonly kind: ErrorKind;
   readonly violations: readonly FieldViolation[];
   readonly retryAfterMs: number | undefined;
+  readonly rateLimitRule: string | undefined;
 
   constructor(reason: Reason, options: AuthlinkErrorOptions = {}) {
     super(options.message ?? REASONS[reason].message, { cause: options.cause });
@@ -63,6 +69,7 @@ export class AuthlinkError extends Error {
     this.kind = REASONS[reason].kind;
     this.violations = options.violations ?? [];
     this.retryAfterMs = options.retryAfterMs;
+    this.rateLimitRule = options.rateLimitRule;
   }
 }
 
@@ -81,4 +88,24 @@ export function invalidRequest(
 /** The single answer for every unusable link, so callers cannot tell why. */
 export function linkInvalidOrExpired(): AuthlinkError {
   return new AuthlinkError("link_invalid_or_expired");
+}
+
+/**
+ * Any thrown value as a domain error: ours pass through, a store outage is
+ * UNAVAILABLE, an aborted call is CANCELLED or DEADLINE_EXCEEDED (the call
+ * boundary aborts with a TimeoutError when the deadline passes), and the rest
+ * is INTERNAL, keeping the original as `cause` for the log.
+ */
+export function toAuthlinkError(error: unknown, signal?: AbortSignal): AuthlinkError {
+  if (error instanceof AuthlinkError) return error;
+  if (error instanceof StoreUnavailableError) return new AuthlinkError("store_unavailable", { cause: error });
+  const name = (error as { name?: unknown } | null)?.name;
+  if (name === "TimeoutError") return new AuthlinkError("deadline_exceeded", { cause: error });
+  if (name === "AbortError") return new AuthlinkError("cancelled", { cause: error });
+  if (signal?.aborted) {
+    // The operation failed its own way because the call ended under it.
+    const reasonName = (signal.reason as { name?: unknown } | undefined)?.name;
+    return new AuthlinkError(reasonName === "TimeoutError" ? "deadline_exceeded" : "cancelled", { cause: error });
+  }
+  return new AuthlinkError("internal", { cause: error });
 }

@@ -6,8 +6,8 @@ import { MAX_PASSWORD_LENGTH, passwordWeakness } from "./password-policy.js";
 import type { RedirectPolicy } from "./redirect-policy.js";
 import type { JsonObject } from "./user.js";
 import { formatDurationMs } from "./durations.js";
-import type { OtpCodec } from "../security/otp.js";
-import { isWellFormedLinkToken } from "../security/link-token.js";
+import type { OtpCodec } from "../crypto/otp.js";
+import { isWellFormedLinkToken } from "../crypto/link-token.js";
 
 // The two requests as the domain receives them (already off the wire) and
 // their validation. Validation runs in three steps, each with its own reason:

@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { hashLinkToken, newLinkToken } from "../security/link-token.js";
-import type { OtpCodec } from "../security/otp.js";
-import type { PasswordHasher } from "../security/passwords.js";
-import type { OperationOptions, Store } from "../store/store.js";
+import { hashLinkToken, newLinkToken } from "../crypto/link-token.js";
+import type { OtpCodec } from "../crypto/otp.js";
+import type { PasswordHasher } from "../crypto/passwords.js";
+import type { OperationOptions, Store } from "./store.js";
 import { buildActionLink } from "./action-link.js";
-import type { CallContext } from "./call-context.js";
+import type { AuditEvent } from "./audit-event.js";
+import type { AuditLog } from "./audit-log.js";
+import { internalCall, type Call } from "./call.js";
 import type { Clock } from "./clock.js";
-import { AuthlinkError, linkInvalidOrExpired } from "./errors.js";
+import { AuthlinkError, linkInvalidOrExpired, toAuthlinkError } from "./errors.js";
 import type { LinkRecord } from "./link.js";
 import {
   validateGenerateLink,
@@ -22,7 +24,12 @@ import type { RedirectPolicy } from "./redirect-policy.js";
 import type { EmailChangeAddress, JsonObject, User } from "./user.js";
 
 // Issuing and redeeming links: the behaviour table of DESIGN.md. Knows
-// nothing of protobuf or MongoDB; it talks to the Store port.
+// nothing of protobuf or MongoDB; it talks to the Store and AuditLog ports.
+//
+// Each use case reports its own outcome to the audit log: a generation before
+// its secrets leave (and withdraws them when that fails), a redemption once
+// its effect has committed, and any failure with what the call had learnt by
+// then (the Subject, local to the call).
 
 export interface LinkServiceDeps {
   readonly store: Store;
@@ -33,6 +40,19 @@ export interface LinkServiceDeps {
   readonly settings: LinkSettings;
   readonly rateLimiter: RateLimiter;
   readonly rateLimits: RateLimitSettings;
+  readonly audit: AuditLog;
+}
+
+/** What a call has learnt about what it touches: the audit event's subject. Never a secret. */
+interface Subject {
+  linkType?: LinkType;
+  userId?: string;
+  /** Normalized address the call was about. */
+  email?: string;
+  /** SHA-256 hex of every link token issued, redeemed or presented. */
+  hashedTokens: string[];
+  /** Redemptions: milliseconds from the link's issue. */
+  linkAgeMs?: number;
 }
 
 /** The secrets of one link, handed out once. */
@@ -72,21 +92,30 @@ export class LinkService {
     this.#deps = deps;
   }
 
-  async generate(input: GenerateLinkInput, call: CallContext = {}): Promise<GeneratedLink> {
+  async generate(input: GenerateLinkInput, call: Call = internalCall("GenerateLink")): Promise<GeneratedLink> {
+    const subject: Subject = { hashedTokens: [] };
+    try {
+      return await this.#generate(input, call, subject);
+    } catch (error) {
+      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
+      throw error;
+    }
+  }
+
+  async #generate(input: GenerateLinkInput, call: Call, subject: Subject): Promise<GeneratedLink> {
     const { settings, redirects, passwords, clock, rateLimiter, rateLimits } = this.#deps;
-    const { facts } = call;
     const request = validateGenerateLink(input, settings, redirects);
-    if (facts) Object.assign(facts, { linkType: request.type, email: request.email });
+    Object.assign(subject, { linkType: request.type, email: request.email });
     const op: OperationOptions = { signal: call.signal };
     await rateLimiter.take("generate-caller", call.serviceIdentity ?? "", rateLimits.generatePerCaller, op);
     await rateLimiter.take("generate-email", `${request.type}:${request.email}`, rateLimits.generatePerEmail, op);
     const passwordHash = request.password === undefined ? undefined : await passwords.hash(request.password);
-    call.signal?.throwIfAborted();
+    call.signal.throwIfAborted();
     const now = clock.now();
     const user = await this.#prepareUser(request, passwordHash, now, op);
-    if (facts) facts.userId = user.id;
+    subject.userId = user.id;
 
-    const issued = await this.#issue(request, user, now, call);
+    const issued = await this.#issue(request, user, now, call, subject);
     return { type: request.type, user, redirectTo: request.redirectTo, expiresAt: issued.expiresAt, ...issued.links };
   }
 
@@ -98,7 +127,8 @@ export class LinkService {
     request: GenerateLinkRequest,
     user: User,
     now: Date,
-    call: CallContext,
+    call: Call,
+    subject: Subject,
   ): Promise<{ expiresAt: Date; links: Pick<GeneratedLink, "link" | "currentAddressLink"> }> {
     const { store, settings, otp } = this.#deps;
     const op: OperationOptions = { signal: call.signal };
@@ -131,7 +161,7 @@ export class LinkService {
     const primary = change ? mint(change.newEmail, "new") : mint(user.email);
     const current = change?.requireCurrent ? mint(user.email, "current") : undefined;
     const records = current ? [primary.record, current.record] : [primary.record];
-    call.facts?.hashedTokens.push(...records.map((r) => r.tokenHash));
+    subject.hashedTokens.push(...records.map((r) => r.tokenHash));
     await store.links.insert(records, op);
     try {
       // Replace the user's older links of this type only after the new ones
@@ -140,7 +170,10 @@ export class LinkService {
       // the calls had come one after the other.
       await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
       await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op);
-      call.signal?.throwIfAborted();
+      call.signal.throwIfAborted();
+      // No secret leaves unaudited: if this event cannot be stored, the links
+      // are withdrawn below and the caller gets UNAVAILABLE.
+      await this.#deps.audit.recordBeforeHandout(this.#auditEvent(call, subject));
     } catch (error) {
       // The caller will never see these links (deadline passed, client gone,
       // or a fault): take them back so no orphan stays redeemable.
@@ -150,33 +183,47 @@ export class LinkService {
     return { expiresAt, links: { link: primary.link, currentAddressLink: current?.link } };
   }
 
-  async verify(input: VerifyLinkInput, call: CallContext = {}): Promise<VerifiedLink> {
+  async verify(input: VerifyLinkInput, call: Call = internalCall("VerifyLink")): Promise<VerifiedLink> {
+    const subject: Subject = { hashedTokens: [] };
+    let verified: VerifiedLink;
+    try {
+      verified = await this.#verify(input, call, subject);
+    } catch (error) {
+      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
+      throw error;
+    }
+    // The effect has committed: the answer is success even if the event
+    // cannot be stored right now (recordOutcome keeps and retries it).
+    await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject));
+    return verified;
+  }
+
+  async #verify(input: VerifyLinkInput, call: Call, subject: Subject): Promise<VerifiedLink> {
     const { store, clock, rateLimiter, rateLimits } = this.#deps;
-    const { facts } = call;
     const op: OperationOptions = { signal: call.signal };
     // Per client address, before anything else, so malformed floods count
     // too. A backend that proved the service role verifies for many people
     // from one address and is not limited here.
     if (call.serviceIdentity === undefined) {
-      await rateLimiter.take("verify-address", call.clientAddress ?? "", rateLimits.verifyPerAddress, op);
+      await rateLimiter.take("verify-address", call.clientAddress, rateLimits.verifyPerAddress, op);
     }
     const request = validateVerifyLink(input, this.#deps.otp);
-    if (facts) facts.linkType = request.type;
+    subject.linkType = request.type;
     const now = clock.now();
     const { credential } = request;
     let link: LinkRecord | undefined;
     if (credential.kind === "token") {
       const tokenHash = hashLinkToken(credential.token);
-      facts?.hashedTokens.push(tokenHash);
+      subject.hashedTokens.push(tokenHash);
       link = await store.links.consume(tokenHash, request.type, now, op);
     } else {
-      if (facts) facts.email = credential.email;
+      subject.email = credential.email;
       await rateLimiter.take("verify-code", credential.email, rateLimits.verifyCodePerEmail, op);
       link = await this.#redeemCode(credential.email, credential.otp, request.type, now, op);
-      if (link) facts?.hashedTokens.push(link.tokenHash);
+      if (link) subject.hashedTokens.push(link.tokenHash);
     }
     if (!link) throw linkInvalidOrExpired();
-    if (facts) Object.assign(facts, { userId: link.userId, email: link.email });
+    Object.assign(subject, { userId: link.userId, email: link.email, linkAgeMs: now.getTime() - link.issuedAt.getTime() });
 
     // The link is consumed: finish its effect even if the caller leaves now,
     // and if a fault stops us, put the link back so it can be used again.
@@ -186,6 +233,26 @@ export class LinkService {
       if (!(error instanceof AuthlinkError)) await store.links.restore(link).catch(() => undefined);
       throw error;
     }
+  }
+
+  /** The audit event of a call: its outcome is "ok" without `error`, else the error's reason. */
+  #auditEvent(call: Call, subject: Subject, error?: unknown): AuditEvent {
+    const failure = error === undefined ? undefined : toAuthlinkError(error, call.signal);
+    return {
+      at: this.#deps.clock.now(),
+      requestId: call.requestId,
+      method: call.method,
+      caller: call.callerName,
+      clientAddress: call.clientAddress,
+      linkType: subject.linkType,
+      userId: subject.userId,
+      email: subject.email,
+      hashedTokens: [...subject.hashedTokens],
+      outcome: failure?.reason ?? "ok",
+      durationMs: Math.round(performance.now() - call.startedAt),
+      linkAgeMs: failure ? undefined : subject.linkAgeMs,
+      rateLimitRule: failure?.rateLimitRule,
+    };
   }
 
   /** The user a link is issued to, created or updated as the link type says. */

@@ -8,7 +8,7 @@ import type { EmailChangeAddress } from "./user.js";
 export interface LinkRecord {
   /** SHA-256 hex of the link token; unique. */
   readonly tokenHash: string;
-  /** HMAC of the one-time code, bound to type and email (security/otp.ts). */
+  /** HMAC of the one-time code, bound to type and email (crypto/otp.ts). */
   readonly otpHash: string;
   readonly type: LinkType;
   readonly userId: string;

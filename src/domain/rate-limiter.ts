@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { OperationOptions, RateLimitStore } from "../store/store.js";
+import type { OperationOptions, RateLimitStore } from "./store.js";
 import type { Clock } from "./clock.js";
 import { AuthlinkError } from "./errors.js";
 
@@ -57,7 +57,10 @@ export class RateLimiter {
         return;
       }
       const current = await this.#store.count(bucket, new Date(start), op);
-      throw new AuthlinkError("over_rate_limit", { retryAfterMs: retryAfterMs(rule, now, start, previous, current) });
+      throw new AuthlinkError("over_rate_limit", {
+        retryAfterMs: retryAfterMs(rule, now, start, previous, current),
+        rateLimitRule: name,
+      });
     });
   }
 

@@ -1,10 +1,11 @@
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
-import { newCallFacts, type CallFacts } from "../domain/call-context.js";
-import type { Caller } from "../security/caller.js";
-import type { PeerCertificate } from "../security/peer-certificate.js";
+import type { Call } from "../domain/call.js";
+import type { PeerCertificate } from "../identity/peer-certificate.js";
 
-// Per-call values seeded from the raw HTTP request (server/http-handler.ts)
-// and filled in by interceptors, for handlers to read.
+// Per-call values for connect-node: the peer, seeded from the raw HTTP
+// request (server/http-handler.ts), and the Call, set by the call interceptor
+// before any handler runs. Neither default is ever written to, so no state
+// is shared between calls.
 
 /** What the connection tells about the peer. */
 export interface Peer {
@@ -14,20 +15,15 @@ export interface Peer {
 }
 
 export const peerKey = createContextKey<Peer>(
-  { certificate: { presented: false }, clientAddress: "" },
+  Object.freeze({ certificate: Object.freeze({ presented: false as const }), clientAddress: "" }),
   { description: "authlink peer" },
 );
 
-/** Filled in by the handlers, read by the audit interceptor. */
-export const factsKey = createContextKey<CallFacts>(newCallFacts(), { description: "authlink call facts" });
+export const callKey = createContextKey<Call | undefined>(undefined, { description: "authlink call" });
 
-/** Set by the caller interceptor before any handler runs. */
-export const callerKey = createContextKey<Caller>({ kind: "anonymous" }, { description: "authlink caller" });
-
-export function callerOf(context: HandlerContext): Caller {
-  return context.values.get(callerKey);
-}
-
-export function peerOf(context: HandlerContext): Peer {
-  return context.values.get(peerKey);
+/** The call a handler serves; only services mounted behind the call interceptor have one. */
+export function callOf(context: HandlerContext): Call {
+  const call = context.values.get(callKey);
+  if (!call) throw new Error("no Call in this context: the service is mounted without the call interceptor");
+  return call;
 }

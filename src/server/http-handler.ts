@@ -1,20 +1,26 @@
-import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type http from "node:http";
+import type http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
 import { peerKey } from "../rpc/context-values.js";
-import { clientAddress, type TrustedProxies } from "../security/client-address.js";
-import { readPeerCertificate } from "../security/peer-certificate.js";
+import { clientAddress, type TrustedProxies } from "../identity/client-address.js";
+import { readPeerCertificate } from "../identity/peer-certificate.js";
 import type { RequestHandler } from "./http-server.js";
 
-// The HTTP request handler: connect-node's router for gRPC, gRPC-Web and
-// Connect, with the peer's TLS facts handed to interceptors, hard message size
+// The HTTP request handler: the plain HTTP probes (/healthz, /readyz), then
+// connect-node's router for gRPC, gRPC-Web and Connect, with the peer's TLS facts handed to interceptors, hard message size
 // limits, and headers that keep responses (which carry link secrets) out of
 // caches and referrers.
 
 export interface HttpHandlerOptions {
+  /** The RPC services; each is mounted with its own interceptors (the call boundary). */
   readonly routes: (router: ConnectRouter) => void;
-  /** Outermost first. */
-  readonly interceptors: Interceptor[];
+  /** Plain HTTP endpoints tried before the RPC router (/healthz, /readyz); true when handled. */
+  readonly probes?: (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    res: http.ServerResponse | http2.Http2ServerResponse,
+  ) => boolean;
   /** Largest request message, checked before it is parsed. */
   readonly maxRequestBytes: number;
   readonly trustedProxies: TrustedProxies;
@@ -32,7 +38,6 @@ const MAX_RESPONSE_BYTES = 1_048_576;
 export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
   const connect = connectNodeAdapter({
     routes: options.routes,
-    interceptors: options.interceptors,
     readMaxBytes: options.maxRequestBytes,
     writeMaxBytes: MAX_RESPONSE_BYTES,
     contextValues: (req) => {
@@ -50,6 +55,7 @@ export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
   });
   return (req, res) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+    if (options.probes?.(req, res)) return;
     connect(req, res);
   };
 }

@@ -2,7 +2,7 @@ import type { LinkRecord } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { User } from "../domain/user.js";
 import type { AuditEvent } from "../domain/audit-event.js";
-import type { AuditStore, ClaimStore, LinkStore, RateLimitStore, Store, UserChanges, UserStore } from "./store.js";
+import type { AuditStore, ClaimStore, LinkStore, RateLimitStore, Store, UserChanges, UserStore } from "../domain/store.js";
 
 // The embedded store: everything in process memory, gone on restart. Each
 // method does all of its reads and writes synchronously, so on Node's single
@@ -187,11 +187,16 @@ export function createMemoryStore(): Store {
       for (const [key, window] of rateWindows) {
         if (expired(window.expiresAt) && rateWindows.delete(key)) count++;
       }
-      const kept = auditEvents.filter((entry) => !expired(entry.expiresAt));
-      count += auditEvents.length - kept.length;
-      auditEvents.splice(0, auditEvents.length, ...kept);
+      // Compact in place: spreading a large array into splice() overflows the stack.
+      let kept = 0;
+      for (const entry of auditEvents) {
+        if (!expired(entry.expiresAt)) auditEvents[kept++] = entry;
+      }
+      count += auditEvents.length - kept;
+      auditEvents.length = kept;
       return count;
     },
+    async ping() {},
     async close() {},
   };
 }

@@ -7,7 +7,7 @@ import {
   MongoServerSelectionError,
   MongoTopologyClosedError,
 } from "mongodb";
-import { StoreUnavailableError } from "./store.js";
+import { StoreUnavailableError } from "../domain/store.js";
 
 // Translation of driver errors: connectivity problems become
 // StoreUnavailableError (UNAVAILABLE to callers, retryable); everything else
@@ -29,6 +29,12 @@ const UNAVAILABLE_CODES = new Set([
 
 export const DUPLICATE_KEY = 11000;
 
+/**
+ * Socket errors the driver sometimes lets through unwrapped (on Node 24 a
+ * write to a connection the server closed surfaces as a bare EPIPE).
+ */
+const NETWORK_ERROR_CODES = new Set(["EPIPE", "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTCONN"]);
+
 export function isDuplicateKeyError(error: unknown): boolean {
   return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
 }
@@ -41,7 +47,9 @@ export function isUnavailableError(error: unknown): boolean {
   for (const inner of [wrapped.errorResponse, wrapped.cause]) {
     if (inner instanceof Error && inner !== error && isUnavailableError(inner)) return true;
   }
+  const code = (error as { code?: unknown } | null)?.code;
   return (
+    (typeof code === "string" && NETWORK_ERROR_CODES.has(code)) ||
     error instanceof MongoNetworkError ||
     error instanceof MongoServerSelectionError ||
     error instanceof MongoNotConnectedError ||

@@ -4,7 +4,7 @@ import type { LinkRecord } from "../domain/link.js";
 import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
 import { isDuplicateKeyError, isUnavailableError, translateErrors } from "./mongo-errors.js";
-import type { AuditStore, ClaimStore, LinkStore, OperationOptions, RateLimitStore, Store, UserStore } from "./store.js";
+import type { AuditStore, ClaimStore, LinkStore, OperationOptions, RateLimitStore, Store, UserStore } from "../domain/store.js";
 
 // The MongoDB store (official driver). Collections:
 //   users        _id = user id; unique index on the normalized email
@@ -343,6 +343,10 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
           auditEvents.deleteMany(expired),
         ]);
         return results.reduce((sum, result) => sum + result.deletedCount, 0);
+      }),
+    ping: (options) =>
+      translateErrors(async () => {
+        await db.command({ ping: 1 }, { signal: options?.signal });
       }),
     close: () => client.close(),
   };

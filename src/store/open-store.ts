@@ -2,7 +2,7 @@ import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import { createMemoryStore } from "./memory-store.js";
 import { openMongoStore } from "./mongo-store.js";
-import type { Store } from "./store.js";
+import type { Store } from "../domain/store.js";
 
 /** The configured store: MongoDB when a URI is set, else the embedded one. */
 export async function openStore(config: Config, logger: Logger): Promise<Store> {

@@ -1,6 +1,6 @@
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../log/logger.js";
-import type { Store } from "./store.js";
+import type { Store } from "../domain/store.js";
 
 // Deletes expired documents on a timer, for stores whose server does not do it
 // (no TTL indexes) and for the embedded store. Correctness never depends on

@@ -4,8 +4,8 @@ import { AuthlinkError } from "../../src/domain/errors.js";
 import { validateGenerateLink, validateVerifyLink, type GenerateLinkInput } from "../../src/domain/link-requests.js";
 import type { LinkSettings } from "../../src/domain/link-settings.js";
 import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
-import { createOtpCodec } from "../../src/security/otp.js";
-import { Secret } from "../../src/security/secret.js";
+import { createOtpCodec } from "../../src/crypto/otp.js";
+import { Secret } from "../../src/crypto/secret.js";
 
 const settings: LinkSettings = {
   publicUrl: new URL("https://auth.example.com"),

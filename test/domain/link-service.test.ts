@@ -7,11 +7,13 @@ import { LinkService, type GeneratedLink } from "../../src/domain/link-service.j
 import { RateLimiter } from "../../src/domain/rate-limiter.js";
 import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
 import type { LinkType } from "../../src/domain/link-type.js";
-import { createOtpCodec } from "../../src/security/otp.js";
-import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/security/passwords.js";
-import { Secret } from "../../src/security/secret.js";
+import { createOtpCodec } from "../../src/crypto/otp.js";
+import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
+import { Secret } from "../../src/crypto/secret.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import { StoreUnavailableError, type Store } from "../../src/store/store.js";
+import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
+import { createAuditTrail } from "../../src/audit/audit-trail.js";
+import { createCapturedLogger } from "../support/captured-logger.js";
 import { ManualClock } from "../support/manual-clock.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
@@ -57,6 +59,7 @@ function makeService(store: Store, overrides: Partial<LinkSettings> = {}): Fixtu
       verifyPerAddress: { limit: 0, windowMs: 60_000 },
       verifyCodePerEmail: { limit: 0, windowMs: 60_000 },
     },
+    audit: createAuditTrail({ store: store.audit, logger: createCapturedLogger().logger, retentionMs: HOUR }),
   });
   return { links, store, clock };
 }

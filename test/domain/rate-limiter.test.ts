@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import { RateLimiter, type RateRule } from "../../src/domain/rate-limiter.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import type { Store } from "../../src/store/store.js";
+import type { Store } from "../../src/domain/store.js";
 import { ManualClock } from "../support/manual-clock.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 

@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { AdminAuthService } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { Code } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { AuthlinkError, REASONS, type Reason } from "../../src/domain/errors.js";
-import { accessRequirement } from "../../src/rpc/access-policy.js";
-import { asAuthlinkError, toConnectError } from "../../src/rpc/error-details.js";
-import { StoreUnavailableError } from "../../src/store/store.js";
+import { AuthlinkError, REASONS, toAuthlinkError, type Reason } from "../../src/domain/errors.js";
+import { toConnectError } from "../../src/rpc/error-details.js";
+import { StoreUnavailableError } from "../../src/domain/store.js";
 
 describe("errors on the wire", () => {
   const expected: Record<Reason, Code> = {
@@ -19,6 +17,7 @@ describe("errors on the wire", () => {
     credentials_missing: Code.Unauthenticated,
     credentials_invalid: Code.Unauthenticated,
     not_service_role: Code.PermissionDenied,
+    method_not_exposed: Code.PermissionDenied,
     over_rate_limit: Code.ResourceExhausted,
     store_unavailable: Code.Unavailable,
     deadline_exceeded: Code.DeadlineExceeded,
@@ -44,21 +43,22 @@ describe("errors on the wire", () => {
   });
 
   test("unexpected errors become a bare INTERNAL; store outages UNAVAILABLE", () => {
-    const internal = toConnectError(asAuthlinkError(new Error("E11000 duplicate key: secret-ish driver text")));
+    const internal = toConnectError(toAuthlinkError(new Error("E11000 duplicate key: secret-ish driver text")));
     assert.equal(internal.code, Code.Internal);
     assert.doesNotMatch(internal.message, /E11000|driver/);
-    assert.equal(asAuthlinkError(new StoreUnavailableError("down")).reason, "store_unavailable");
-    assert.equal(asAuthlinkError(new ConnectError("late", Code.DeadlineExceeded)).reason, "deadline_exceeded");
-    assert.equal(asAuthlinkError(new DOMException("aborted", "AbortError")).reason, "cancelled");
-    assert.equal(asAuthlinkError(new DOMException("timed out", "TimeoutError")).reason, "deadline_exceeded");
+    assert.equal(toAuthlinkError(new StoreUnavailableError("down")).reason, "store_unavailable");
+    assert.equal(toAuthlinkError(new DOMException("aborted", "AbortError")).reason, "cancelled");
+    assert.equal(toAuthlinkError(new DOMException("timed out", "TimeoutError")).reason, "deadline_exceeded");
     const own = new AuthlinkError("email_exists");
-    assert.equal(asAuthlinkError(own), own);
+    assert.equal(toAuthlinkError(own), own);
   });
-});
 
-describe("access declared in the contract", () => {
-  test("GenerateLink needs the service role, VerifyLink is public", () => {
-    assert.equal(accessRequirement(AdminAuthService.method.generateLink), "service_role");
-    assert.equal(accessRequirement(AdminAuthService.method.verifyLink), "public");
+  test("an operation that failed its own way because the call ended is classified by the call's signal", () => {
+    const late = new AbortController();
+    late.abort(new DOMException("the call ran past the server's time limit", "TimeoutError"));
+    assert.equal(toAuthlinkError(new Error("driver: operation interrupted"), late.signal).reason, "deadline_exceeded");
+    const gone = new AbortController();
+    gone.abort(new DOMException("the client went away", "AbortError"));
+    assert.equal(toAuthlinkError(new Error("driver: operation interrupted"), gone.signal).reason, "cancelled");
   });
 });

@@ -5,7 +5,7 @@ import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import { startAuthlink } from "../../src/authlink.js";
 import { loadConfig } from "../../src/config/config.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import type { Store } from "../../src/store/store.js";
+import type { Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { createTestCa } from "../support/certs.js";
 import { connectClient } from "../support/clients.js";

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 import type { Db } from "mongodb";
 import { openMongoStore } from "../../src/store/mongo-store.js";
-import { StoreUnavailableError, type Store } from "../../src/store/store.js";
+import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { openTestStore, testMongoUri, useTestDatabase, type TestDatabase } from "../support/mongo.js";
 import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js";

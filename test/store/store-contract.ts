@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import type { AuditEvent } from "../../src/domain/audit-event.js";
 import type { LinkRecord } from "../../src/domain/link.js";
 import type { PendingEmailChange, User } from "../../src/domain/user.js";
-import type { Store } from "../../src/store/store.js";
+import type { Store } from "../../src/domain/store.js";
 
 // One contract for every store: the embedded one and MongoDB run these same
 // tests (memory-store.test.ts, mongo-store.test.ts), so they cannot drift

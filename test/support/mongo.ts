@@ -3,7 +3,7 @@ import { after } from "node:test";
 import { MongoClient } from "mongodb";
 import { openMongoStore } from "../../src/store/mongo-store.js";
 import type { Logger } from "../../src/log/logger.js";
-import type { Store } from "../../src/store/store.js";
+import type { Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "./captured-logger.js";
 
 // Each test file gets its own database on the suite's MongoDB and drops it

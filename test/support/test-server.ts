@@ -3,7 +3,7 @@ import { startAuthlink, type RunningAuthlink } from "../../src/authlink.js";
 import { loadConfig, type Config, type LoadConfigOptions } from "../../src/config/config.js";
 import { systemClock, type Clock } from "../../src/domain/clock.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import type { Store } from "../../src/store/store.js";
+import type { Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "./captured-logger.js";
 import { openTestStore, type TestDatabase } from "./mongo.js";
 

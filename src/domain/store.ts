@@ -1,10 +1,11 @@
-import type { AuditEvent } from "../domain/audit-event.js";
-import type { LinkRecord } from "../domain/link.js";
-import type { LinkType } from "../domain/link-type.js";
-import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
+import type { AuditEvent } from "./audit-event.js";
+import type { LinkRecord } from "./link.js";
+import type { LinkType } from "./link-type.js";
+import type { JsonObject, PendingEmailChange, User } from "./user.js";
 
-// The persistence port. The domain calls these intention-revealing methods;
-// each store (memory-store.ts, mongo-store.ts) implements them and both pass
+// The persistence port, owned by the domain. The domain calls these
+// intention-revealing methods; each store in src/store/ (memory-store.ts,
+// mongo-store.ts) implements them and both pass
 // one contract suite (test/store/store-contract.ts). Every method either does
 // what it says or throws; a failed write is never reported as done.
 // Connectivity failures throw StoreUnavailableError.
@@ -32,6 +33,8 @@ export interface Store {
   readonly needsPurge: boolean;
   /** Delete expired documents; returns how many. */
   purgeExpired(now: Date): Promise<number>;
+  /** Resolves when the store can serve (a cheap round trip); throws StoreUnavailableError when it cannot. */
+  ping(options?: OperationOptions): Promise<void>;
   close(): Promise<void>;
 }
 

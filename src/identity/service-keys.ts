@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import { constantTimeEqual } from "./constant-time.js";
-import type { Secret } from "./secret.js";
+import { constantTimeEqual } from "../crypto/constant-time.js";
+import type { Secret } from "../crypto/secret.js";
 
 export const MIN_SERVICE_KEY_LENGTH = 32;
 

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
-import { constantTimeEqual } from "../../src/security/constant-time.js";
-import { hashLinkToken, isWellFormedLinkToken, newLinkToken } from "../../src/security/link-token.js";
-import { createOtpCodec } from "../../src/security/otp.js";
-import { createArgon2Hasher, meetsOwaspMinimum } from "../../src/security/passwords.js";
-import { Secret } from "../../src/security/secret.js";
-import { createServiceKeyMatcher, serviceKeyIdentity } from "../../src/security/service-keys.js";
+import { constantTimeEqual } from "../../src/crypto/constant-time.js";
+import { hashLinkToken, isWellFormedLinkToken, newLinkToken } from "../../src/crypto/link-token.js";
+import { createOtpCodec } from "../../src/crypto/otp.js";
+import { createArgon2Hasher, meetsOwaspMinimum } from "../../src/crypto/passwords.js";
+import { Secret } from "../../src/crypto/secret.js";
+import { createServiceKeyMatcher, serviceKeyIdentity } from "../../src/identity/service-keys.js";
 
 describe("link tokens", () => {
   test("256 bits, base64url, stored as their SHA-256 hex", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { clientAddress, parseTrustedProxies } from "../../src/security/client-address.js";
+import { clientAddress, parseTrustedProxies } from "../../src/identity/client-address.js";
 
 describe("clientAddress", () => {
   const { proxies } = parseTrustedProxies(["10.0.0.0/8", "192.168.1.10", "fd00::/8"]);

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AuthlinkError } from "../../src/domain/errors.js";
-import { authorize } from "../../src/security/access.js";
-import { resolveCaller, type CallerPolicy } from "../../src/security/caller.js";
-import { certificateIdentity, parseSubjectAltNames, readPeerCertificate, type PeerCertificate } from "../../src/security/peer-certificate.js";
-import { Secret } from "../../src/security/secret.js";
-import { createServiceKeyMatcher, serviceKeyIdentity } from "../../src/security/service-keys.js";
+import { authorize } from "../../src/call/access.js";
+import { resolveCaller, type CallerPolicy } from "../../src/identity/caller.js";
+import { certificateIdentity, parseSubjectAltNames, readPeerCertificate, type PeerCertificate } from "../../src/identity/peer-certificate.js";
+import { Secret } from "../../src/crypto/secret.js";
+import { createServiceKeyMatcher, serviceKeyIdentity } from "../../src/identity/service-keys.js";
 import type { TLSSocket } from "node:tls";
 
 const KEY = "k".repeat(40);
