@@ -48,6 +48,11 @@ export interface OpenCall {
   readonly refused: AuthlinkError | undefined;
   /** Ends the call (only the first end counts); returns the error to answer with, or undefined for success. */
   end(error?: unknown): AuthlinkError | undefined;
+  /**
+   * Ends the call with a status a foreign service chose itself (health's
+   * NOT_FOUND for an unknown service): passed through as it is.
+   */
+  endWithStatus(codeName: string): void;
 }
 
 /** Told when a call starts; the returned function when it ends, with its status code name ("OK", "NOT_FOUND"). */
@@ -89,18 +94,22 @@ export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
       };
 
       let ended = false;
-      const end = (error?: unknown): AuthlinkError | undefined => {
-        const failure = error === undefined ? undefined : toAuthlinkError(error, deadline.signal);
-        if (ended) return failure;
+      const finish = (codeName: string) => {
+        if (ended) return false;
         ended = true;
         deadline.release();
+        observed?.(codeName);
+        return true;
+      };
+      const end = (error?: unknown): AuthlinkError | undefined => {
+        const failure = error === undefined ? undefined : toAuthlinkError(error, deadline.signal);
+        if (!finish(failure ? STATUS_CODES[failure.kind].name : "OK")) return failure;
         if (failure && (failure.kind === "internal" || failure.kind === "unavailable")) {
           logger.error(
             { requestId: call.requestId, method: fullName, reason: failure.reason, err: failure.cause },
             "call failed unexpectedly",
           );
         }
-        observed?.(failure ? STATUS_CODES[failure.kind].name : "OK");
         return failure;
       };
 
@@ -120,7 +129,7 @@ export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
           durationMs: Math.round(performance.now() - call.startedAt),
         });
       }
-      return { call, refused, end };
+      return { call, refused, end, endWithStatus: (codeName) => void finish(codeName) };
     },
   };
 }

@@ -28,7 +28,7 @@ export function normalizeEmail(raw: string): EmailCheck {
     };
   }
   const at = raw.lastIndexOf("@");
-  if (at <= 0 || raw.indexOf("@") !== at) return { ok: false, problem: "must look like name@example.com" };
+  if (at <= 0 || raw.indexOf("@") !== at) return { ok: false, problem: "must be one local part and one domain joined by a single at sign" };
   const local = raw.slice(0, at);
   const domain = raw.slice(at + 1);
   if (local.length > MAX_LOCAL_LENGTH) return { ok: false, problem: "has a local part longer than 64 characters" };

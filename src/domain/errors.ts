@@ -16,7 +16,13 @@ export type ErrorKind =
   | "cancelled"
   | "internal";
 
-/** Reason → kind and the public message. Messages never carry secrets or input echoes. */
+/**
+ * Reason → kind and the public message. Messages never carry secrets or input
+ * echoes, and avoid the characters `; / ? : @ & = + $ , #`: connect-node
+ * percent-encodes grpc-message and grpc-js decodes it with decodeURI, which
+ * leaves exactly those encoded, so a grpc-js caller would read `%3A`.
+ * Validation problems (field descriptions) follow the same rule.
+ */
 export const REASONS = {
   validation_failed: { kind: "invalid_argument", message: "the request is invalid" },
   redirect_not_allowed: { kind: "invalid_argument", message: "redirect_to is not allowed" },
@@ -28,8 +34,8 @@ export const REASONS = {
   credentials_invalid: { kind: "unauthenticated", message: "the credentials are not valid" },
   not_service_role: { kind: "permission_denied", message: "the caller does not hold the service role" },
   method_not_exposed: { kind: "permission_denied", message: "this method is not open to any caller" },
-  over_rate_limit: { kind: "resource_exhausted", message: "too many requests, retry later" },
-  store_unavailable: { kind: "unavailable", message: "the database is unavailable, retry later" },
+  over_rate_limit: { kind: "resource_exhausted", message: "too many requests (retry later)" },
+  store_unavailable: { kind: "unavailable", message: "the database is unavailable (retry later)" },
   deadline_exceeded: { kind: "deadline_exceeded", message: "the deadline expired before the call completed" },
   cancelled: { kind: "cancelled", message: "the call was cancelled" },
   internal: { kind: "internal", message: "internal error" },
@@ -80,7 +86,7 @@ export function invalidRequest(
 ): AuthlinkError {
   const message =
     violations.length === 1 && violations[0]
-      ? `${REASONS[reason].message}: ${violations[0].field}: ${violations[0].description}`
+      ? `${REASONS[reason].message} (${violations[0].field} ${violations[0].description})`
       : REASONS[reason].message;
   return new AuthlinkError(reason, { message, violations });
 }

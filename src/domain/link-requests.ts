@@ -63,7 +63,7 @@ export function validateGenerateLink(
   const bad = (field: string, description: string) => violations.push({ field, description });
   const { type } = input;
 
-  if (type === undefined) bad("type", "is required: one of SIGNUP, MAGICLINK, RECOVERY, INVITE, EMAIL_CHANGE");
+  if (type === undefined) bad("type", "is required (SIGNUP or MAGICLINK or RECOVERY or INVITE or EMAIL_CHANGE)");
 
   const email = normalizeEmail(input.email);
   if (!email.ok) bad("email", email.problem);
@@ -89,7 +89,7 @@ export function validateGenerateLink(
 
   if (input.data !== undefined && type !== undefined) {
     if (!TYPES_WITH_DATA.has(type)) {
-      bad("data", "is allowed only for SIGNUP, INVITE and MAGICLINK");
+      bad("data", "is allowed only for SIGNUP or INVITE or MAGICLINK");
     } else if (Buffer.byteLength(JSON.stringify(input.data)) > settings.maxUserDataBytes) {
       bad("data", `must be at most ${settings.maxUserDataBytes} bytes as JSON`);
     }
@@ -130,7 +130,7 @@ export function validateVerifyLink(input: VerifyLinkInput, otp: OtpCodec): Verif
   const bad = (field: string, description: string) => violations.push({ field, description });
   const { type, credential } = input;
 
-  if (type === undefined) bad("type", "is required: one of SIGNUP, MAGICLINK, RECOVERY, INVITE, EMAIL_CHANGE");
+  if (type === undefined) bad("type", "is required (SIGNUP or MAGICLINK or RECOVERY or INVITE or EMAIL_CHANGE)");
 
   switch (credential.kind) {
     case "none":

@@ -164,16 +164,17 @@ export class LinkService {
     subject.hashedTokens.push(...records.map((r) => r.tokenHash));
     await store.links.insert(records, op);
     try {
-      // Replace the user's older links of this type only after the new ones
-      // are stored (a failure here leaves an extra link, never none). When
-      // two calls race, the newer issue wins: the older one's links go, as if
-      // the calls had come one after the other.
+      call.signal.throwIfAborted();
+      // No secret leaves unaudited: if this event cannot be stored, the new
+      // links are withdrawn below, the caller gets UNAVAILABLE, and the
+      // user's earlier links are untouched.
+      await this.#deps.audit.recordBeforeHandout(this.#auditEvent(call, subject));
+      // Replace the user's older links of this type only once the new ones
+      // are stored and audited (a failure here leaves an extra link, never
+      // none). When two calls race, the newer issue wins: the older one's
+      // links go, as if the calls had come one after the other.
       await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
       await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op);
-      call.signal.throwIfAborted();
-      // No secret leaves unaudited: if this event cannot be stored, the links
-      // are withdrawn below and the caller gets UNAVAILABLE.
-      await this.#deps.audit.recordBeforeHandout(this.#auditEvent(call, subject));
     } catch (error) {
       // The caller will never see these links (deadline passed, client gone,
       // or a fault): take them back so no orphan stays redeemable.

@@ -125,12 +125,12 @@ function checkTarget(target: string, patterns: readonly CompiledPattern[]): Redi
   if (target.length > MAX_REDIRECT_LENGTH) return { ok: false, problem: `must be at most ${MAX_REDIRECT_LENGTH} characters` };
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20\x7f-\uffff\\]/.test(target)) {
-    return { ok: false, problem: "must not contain whitespace, control characters, backslashes or non-ASCII characters" };
+    return { ok: false, problem: "must not contain whitespace or control characters or backslashes or non-ASCII characters" };
   }
   const authority = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)/.exec(target);
-  if (!authority) return { ok: false, problem: "must be an absolute URL (https://...)" };
+  if (!authority) return { ok: false, problem: "must be an absolute https URL" };
   const rawAuthority = authority[2] ?? "";
-  if (rawAuthority.includes("@")) return { ok: false, problem: "must not contain user info (user:password@)" };
+  if (rawAuthority.includes("@")) return { ok: false, problem: "must not contain user info" };
   let url: URL;
   try {
     url = new URL(target);
@@ -138,7 +138,7 @@ function checkTarget(target: string, patterns: readonly CompiledPattern[]): Redi
     return { ok: false, problem: "is not a valid URL" };
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") return { ok: false, problem: "must use https" };
-  if (url.username !== "" || url.password !== "") return { ok: false, problem: "must not contain user info (user:password@)" };
+  if (url.username !== "" || url.password !== "") return { ok: false, problem: "must not contain user info" };
   const rawHost = rawAuthority.replace(/:\d*$/, "").toLowerCase();
   if (rawHost !== url.hostname) return { ok: false, problem: "must name its host in canonical form" };
   if (url.protocol === "http:" && !LOOPBACK_HOSTS.has(url.hostname)) {

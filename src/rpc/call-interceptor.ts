@@ -1,4 +1,4 @@
-import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { CallBoundary, OpenCall } from "../call/call-boundary.js";
 import { REQUEST_ID_HEADER } from "../call/request-id.js";
 import { callKey, peerKey } from "./context-values.js";
@@ -28,6 +28,11 @@ export function createCallInterceptor(boundary: CallBoundary): Interceptor {
     const requestIdHeader = { [REQUEST_ID_HEADER]: open.call.requestId };
     /** The error to answer with; before any response header went out it carries the request id itself. */
     const fail = (error: unknown, headersSent = false) => {
+      if (isDeliberateStatus(error)) {
+        open.endWithStatus(Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()); // NotFound → NOT_FOUND
+        if (!headersSent) error.metadata.set(REQUEST_ID_HEADER, open.call.requestId);
+        return error;
+      }
       const failure = open.end(error);
       return failure ? toConnectError(failure, headersSent ? undefined : requestIdHeader) : error;
     };
@@ -62,6 +67,16 @@ async function* endAfterLastMessage<T>(
     // went away) ends as cancelled. end() counts only the first call.
     open.end(open.call.signal.aborted ? open.call.signal.reason : undefined);
   }
+}
+
+/**
+ * A status a handler chose on purpose (a foreign service's NOT_FOUND, say), as
+ * opposed to a failure: passed through. Deadlines and cancellations are the
+ * boundary's to classify, and Unknown/Internal are failures.
+ */
+function isDeliberateStatus(error: unknown): error is ConnectError {
+  if (!(error instanceof ConnectError)) return false;
+  return ![Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Canceled].includes(error.code);
 }
 
 function protocolOf(contentType: string | null): string {

@@ -8,18 +8,40 @@ import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { Code, connectClient, reasonOf, rejection } from "../support/clients.js";
 import { testEnv } from "../support/test-server.js";
+import { createAuditTrail } from "../../src/audit/audit-trail.js";
+import { createMetrics, type Metrics } from "../../src/ops/metrics.js";
 
-// The audit trail through a real server: what each event holds, one log line
-// per call, and that a call whose event cannot be stored fails instead of
-// handing out an unaudited link.
+// The audit trail: what each event holds, one log line per call, and the
+// failure policy — a generation whose event cannot be stored is refused with
+// nothing usable left behind; a redemption whose effect has committed stays a
+// success, raises the alarm, and its event is stored once the store is back.
 
-async function start(store: Store) {
+async function start(store: Store, metrics?: Metrics) {
   const env = testEnv();
   const { logger, lines } = createCapturedLogger();
-  const running = await startAuthlink({ config: loadConfig(env), logger, store });
+  const running = await startAuthlink({ config: loadConfig(env), logger, store, metrics });
   after(() => running.close());
   return { running, lines, key: env.AUTHLINK_SERVICE_KEYS ?? "" };
 }
+
+/** A memory store whose audit writes fail while `failing.on` is true. */
+function storeWithFailingAudit() {
+  const inner = createMemoryStore();
+  const failing = { on: false };
+  const store: Store = {
+    ...inner,
+    audit: {
+      ...inner.audit,
+      append: async (...args) => {
+        if (failing.on) throw new StoreUnavailableError("audit collection unavailable");
+        return inner.audit.append(...args);
+      },
+    },
+  };
+  return { store, failing };
+}
+
+const tokenOf = (actionLink: string) => new URL(actionLink).searchParams.get("token") ?? "";
 
 test("events name the caller, the subject and the outcome, and hold hashes only", async () => {
   const store = createMemoryStore();
@@ -51,23 +73,68 @@ test("events name the caller, the subject and the outcome, and hold hashes only"
   assert.ok(!lines.join("\n").includes(token), "the raw token is never logged");
 });
 
-test("when the audit event cannot be stored, the call fails and hands out no link", async () => {
-  const inner = createMemoryStore();
-  let failAudit = false;
-  const store: Store = {
-    ...inner,
-    audit: {
-      ...inner.audit,
-      append: async (...args) => {
-        if (failAudit) throw new StoreUnavailableError("audit collection unavailable");
-        return inner.audit.append(...args);
-      },
-    },
-  };
+test("a generation that cannot be audited is refused: nothing handed out, nothing usable left, the earlier link untouched", async () => {
+  const { store, failing } = storeWithFailingAudit();
   const { running, key } = await start(store);
-  failAudit = true;
-  const error = await rejection(connectClient(running.url, { key }).generateLink({ type: LinkType.MAGICLINK, email: "unaudited@example.com" }));
+  const admin = connectClient(running.url, { key });
+  const email = "unaudited@example.com";
+  const earlier = await admin.generateLink({ type: LinkType.MAGICLINK, email });
+  failing.on = true;
+  const error = await rejection(admin.generateLink({ type: LinkType.MAGICLINK, email }));
   assert.equal(error.code, Code.Unavailable);
   assert.equal(reasonOf(error), "store_unavailable");
   assert.doesNotMatch(error.message, /audit collection/);
+  failing.on = false;
+  const live = await store.links.findLiveByEmail(email, "magiclink", new Date(), 10);
+  assert.deepEqual(live.map((l) => l.tokenHash), [earlier.hashedToken], "only the earlier link is stored");
+  await connectClient(running.url).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: tokenOf(earlier.actionLink) } });
+});
+
+test("a redemption whose audit write fails is still a success, raises the alarm, and is stored on retry", async () => {
+  const { store, failing } = storeWithFailingAudit();
+  const metrics = createMetrics();
+  const { running, key, lines } = await start(store, metrics);
+  const generated = await connectClient(running.url, { key }).generateLink({ type: LinkType.MAGICLINK, email: "committed@example.com" });
+  failing.on = true;
+  const verified = await connectClient(running.url).verifyLink(
+    { type: LinkType.MAGICLINK, credential: { case: "token", value: tokenOf(generated.actionLink) } },
+    { headers: { "x-request-id": "redeem-while-audit-down" } },
+  );
+  assert.equal(verified.user?.email, "committed@example.com", "the effect stands and the caller is told so");
+  assert.ok(verified.user?.emailConfirmedAt, "the address is confirmed");
+  assert.ok(
+    lines.some((l) => l.includes("AUDIT EVENT NOT STORED") && l.includes("redeem-while-audit-down")),
+    "logged loudly, with the request id",
+  );
+  const exposition = await metrics.registry.metrics();
+  assert.match(exposition, /^authlink_audit_write_failures_total 1$/m);
+  assert.match(exposition, /^authlink_audit_queue_length 1$/m);
+  failing.on = false;
+  // The queue is retried every few seconds: wait for the event, with a deadline.
+  const deadline = Date.now() + 15_000;
+  let stored: string[] = [];
+  while (Date.now() < deadline) {
+    stored = (await store.audit.find({ email: "committed@example.com" }, 10)).map((e) => `${e.method}:${e.outcome}`);
+    if (stored.includes("VerifyLink:ok")) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(stored.sort(), ["GenerateLink:ok", "VerifyLink:ok"]);
+});
+
+test("the retry queue is bounded: the oldest events are dropped and counted", async () => {
+  const { store, failing } = storeWithFailingAudit();
+  const metrics = createMetrics();
+  const { logger } = createCapturedLogger();
+  const trail = createAuditTrail({ store: store.audit, logger, retentionMs: 3_600_000, observer: metrics, maxQueued: 3, retryIntervalMs: 60_000 });
+  after(() => trail.close());
+  failing.on = true;
+  const event = (n: number) => ({ at: new Date(), method: `M${n}`, caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", durationMs: 0 });
+  for (let n = 1; n <= 5; n++) await trail.recordOutcome(event(n));
+  assert.equal(trail.queued, 3);
+  assert.match(await metrics.registry.metrics(), /^authlink_audit_events_dropped_total 2$/m);
+  failing.on = false;
+  await trail.flush();
+  assert.equal(trail.queued, 0);
+  const kept = (await store.audit.find({}, 10)).map((e) => e.method).sort();
+  assert.deepEqual(kept, ["M3", "M4", "M5"]);
 });

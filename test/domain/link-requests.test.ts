@@ -125,3 +125,50 @@ describe("validateVerifyLink", () => {
     ]);
   });
 });
+
+describe("messages a grpc-js caller can read", () => {
+  // connect-node percent-encodes grpc-message; grpc-js decodes it with
+  // decodeURI, which leaves ; / ? : @ & = + $ , # encoded. Every message and
+  // field description of a rejected request must survive that round trip.
+  const survivesGrpcJs = (text: string) => decodeURI(encodeURIComponent(text)) === text;
+  const rejected: (() => unknown)[] = [
+    generate({ type: undefined }),
+    generate({ email: "" }),
+    generate({ email: "no-at-sign" }),
+    generate({ email: "a@b@c.com" }),
+    generate({ email: "é@example.com" }),
+    generate({ email: `${"a".repeat(65)}@example.com` }),
+    generate({ email: "ann@localhost" }),
+    generate({ type: "signup", password: "" }),
+    generate({ type: "signup", password: "x".repeat(300) }),
+    generate({ type: "signup", password: "password" }),
+    generate({ password: "Secret-123456" }),
+    generate({ newEmail: "b@example.com" }),
+    generate({ type: "email_change", newEmail: "ann@example.com" }),
+    generate({ type: "recovery", data: { a: 1 } }),
+    generate({ data: { big: "x".repeat(200) } }),
+    generate({ expiresInMs: 1 }),
+    generate({ redirectTo: "javascript:alert(1)" }),
+    generate({ redirectTo: "https://user:pw@app.example.com/" }),
+    generate({ redirectTo: "https://evil.example.net/" }),
+    generate({ redirectTo: "http://app.example.com/" }),
+    generate({ redirectTo: "https://app.example.com/a b" }),
+    generate({ redirectTo: "/relative" }),
+    () => validateVerifyLink({ type: undefined, credential: { kind: "none" } }, otp),
+    () => validateVerifyLink({ type: "magiclink", credential: { kind: "token", token: "short" } }, otp),
+    () => validateVerifyLink({ type: "magiclink", credential: { kind: "email_otp", email: "x", otp: "12" } }, otp),
+  ];
+  for (const [index, run] of rejected.entries()) {
+    test(`rejected request #${index + 1}`, () => {
+      try {
+        run();
+      } catch (error) {
+        assert.ok(error instanceof AuthlinkError);
+        assert.ok(survivesGrpcJs(error.message), error.message);
+        for (const v of error.violations) assert.ok(survivesGrpcJs(v.description), `${v.field}: ${v.description}`);
+        return;
+      }
+      assert.fail("the request was accepted");
+    });
+  }
+});

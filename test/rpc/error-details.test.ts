@@ -34,6 +34,13 @@ describe("errors on the wire", () => {
     }
   });
 
+  test("messages stay readable after grpc-js decodes them (decodeURI leaves ;/?:@&=+$,# encoded)", () => {
+    const survivesGrpcJs = (message: string) => decodeURI(encodeURIComponent(message)) === message;
+    for (const reason of Object.keys(REASONS) as Reason[]) {
+      assert.ok(survivesGrpcJs(new AuthlinkError(reason).message), reason);
+    }
+  });
+
   test("field violations and retry delays", () => {
     const invalid = toConnectError(new AuthlinkError("validation_failed", { violations: [{ field: "email", description: "is required" }] }));
     assert.deepEqual(invalid.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => [v.field, v.description]), [["email", "is required"]]);

@@ -28,6 +28,8 @@ export interface TestServerOptions {
 export interface TestServer {
   readonly url: string;
   readonly port: number;
+  /** The metrics listener, when AUTHLINK_METRICS_ADDR is set. */
+  readonly metricsUrl: string | undefined;
   readonly config: Config;
   readonly store: Store;
   readonly serviceKey: string;
@@ -65,6 +67,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   return {
     url: running.url,
     port: running.port,
+    metricsUrl: running.metricsUrl,
     config,
     store,
     serviceKey: (env.AUTHLINK_SERVICE_KEYS ?? "").split(",")[0] ?? "",
