@@ -6,6 +6,7 @@ import { createAuditTrail } from "./audit/audit-trail.js";
 import { AccessPolicies, contractPolicy, explicitPolicy } from "./call/access-policy.js";
 import { createCallBoundary } from "./call/call-boundary.js";
 import type { Config } from "./config/config.js";
+import { createAssertionSigner } from "./crypto/assertion-signer.js";
 import { createOtpCodec } from "./crypto/otp.js";
 import { createArgon2Hasher } from "./crypto/passwords.js";
 import type { Clock } from "./domain/clock.js";
@@ -24,6 +25,9 @@ import { createCallInterceptor } from "./rpc/call-interceptor.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
 import { startPurgeLoop } from "./store/purge-loop.js";
+import { createCors } from "./web/cors.js";
+import { createJwksHandler } from "./web/jwks.js";
+import { createVerifyPageHandler } from "./web/verify-page.js";
 
 // The composition root: builds authlink from its dependencies. Nothing here
 // reads the environment or listens on a port (that is main.ts and
@@ -54,6 +58,12 @@ export function createApp(deps: AppDeps): App {
   const { config, clock, logger, metrics } = deps;
   const store = metrics ? metrics.instrumentStore(deps.store) : deps.store;
   const audit = createAuditTrail({ store: store.audit, logger, retentionMs: config.auditRetentionMs, observer: metrics });
+  const assertions = createAssertionSigner({
+    keys: config.assertions.keys,
+    issuer: config.links.publicUrl.href.replace(/\/$/, ""),
+    audience: config.assertions.audience,
+    ttlMs: config.assertions.ttlMs,
+  });
   const links = new LinkService({
     store,
     clock,
@@ -64,6 +74,7 @@ export function createApp(deps: AppDeps): App {
     rateLimiter: new RateLimiter(store.rateLimits, clock),
     rateLimits: config.rateLimits,
     audit,
+    assertions,
   });
   const readiness = createReadiness({ ping: (signal) => store.ping({ signal }) });
 
@@ -99,7 +110,12 @@ export function createApp(deps: AppDeps): App {
         router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, { interceptors });
       }
     },
-    probes: createHealthHttpHandler(readiness),
+    plainHandlers: [
+      createHealthHttpHandler(readiness),
+      createJwksHandler(assertions, { basePath: config.links.publicUrl.pathname }),
+      createVerifyPageHandler({ publicUrl: config.links.publicUrl, title: config.pageTitle }),
+    ],
+    cors: createCors({ allowedOrigins: config.corsOrigins, services: [AdminAuthService] }),
     maxRequestBytes: config.maxRequestBytes,
     trustedProxies: config.trustedProxies,
   });

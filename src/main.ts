@@ -62,6 +62,12 @@ function warnAboutDevelopmentDefaults(config: Config, logger: Logger): void {
     );
     logger.warn("using a generated service key (development only); set AUTHLINK_SERVICE_KEYS or mTLS identities");
   }
+  if (config.assertions.generated) {
+    logger.warn(
+      "AUTHLINK_SIGNING_KEYS is not set: assertions are signed with a key generated for this process, so they " +
+        "cannot be verified after a restart or against another instance (development only)",
+    );
+  }
   if (config.otp.generated) {
     logger.warn(
       "AUTHLINK_OTP_SECRET is not set: one-time codes use a random per-process key, so codes stop working " +

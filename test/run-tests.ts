@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,11 +16,14 @@ import { installFerretDB, startFerretDB, type RunningFerretDB } from "./support/
 
 const testDir = dirname(fileURLToPath(import.meta.url));
 
+/** Compiled tests whose TypeScript source still exists (dist/ may hold files of tests since moved or deleted). */
 async function findTests(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  const sourceDir = join(dir, "..", "..", "test");
   return entries
     .filter((e) => e.isFile() && e.name.endsWith(".test.js"))
     .map((e) => join(e.parentPath, e.name))
+    .filter((file) => existsSync(join(sourceDir, relative(dir, file)).replace(/\.js$/, ".ts")))
     .sort();
 }
 

@@ -103,9 +103,11 @@ export function createAuditTrail(options: AuditTrailOptions): AuditTrail {
       return queue.length;
     },
     async recordBeforeHandout(event) {
-      log(event);
+      // Logged and counted only once stored: a refused generation is then
+      // recorded as what it became (store_unavailable), not as issued.
       try {
         await write(event);
+        log(event);
       } catch (error) {
         observer?.auditWriteFailed();
         logger.error({ err: error, requestId: event.requestId, method: event.method }, "audit event could not be stored; refusing the call");

@@ -1,5 +1,6 @@
-import { randomBytes } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { ACTION_LINK_PLACEHOLDERS, type ActionLinkFormat } from "../domain/action-link.js";
 import { formatDurationMs, parseDurationMs } from "../domain/durations.js";
 import type { LinkSettings } from "../domain/link-settings.js";
 import { LINK_TYPES, type LinkType } from "../domain/link-type.js";
@@ -27,6 +28,14 @@ export interface MongoConfig {
   readonly database: string | undefined;
   readonly timeoutMs: number;
   readonly socketTimeoutMs: number;
+}
+
+/** A key that signs assertions (the first configured one signs; all are published). */
+export interface SigningKey {
+  /** Key id: the JWK's `kid`, else its RFC 7638 thumbprint. */
+  readonly kid: string;
+  readonly alg: "EdDSA" | "ES256";
+  readonly privateKey: KeyObject;
 }
 
 export interface Config {
@@ -57,6 +66,18 @@ export interface Config {
   readonly reflection: boolean;
   /** AUTHLINK_PUBLIC_URL was not set: links point at the listen address (see withBoundPort). */
   readonly publicUrlFollowsListen: boolean;
+  /** The verify page's title and product name. */
+  readonly pageTitle: string;
+  /** Assertions (signed proofs of redemption): keys, audience, lifetime. */
+  readonly assertions: {
+    readonly keys: readonly SigningKey[];
+    /** No AUTHLINK_SIGNING_KEYS: one key generated for this process (development). */
+    readonly generated: boolean;
+    readonly audience: string;
+    readonly ttlMs: number;
+  };
+  /** Exact browser origins allowed to call the public methods (CORS). */
+  readonly corsOrigins: readonly string[];
   /** Where GET /metrics is served; undefined: metrics off. */
   readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
 }
@@ -102,11 +123,19 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER",
   "AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL",
   "AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS",
+  "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL_AND_CLIENT",
   "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL",
   "AUTHLINK_TRUSTED_PROXIES",
   "AUTHLINK_AUDIT_RETENTION",
   "AUTHLINK_REFLECTION",
   "AUTHLINK_METRICS_ADDR",
+  "AUTHLINK_ACTION_LINK_TEMPLATE",
+  "AUTHLINK_PAGE_TITLE",
+  "AUTHLINK_SIGNING_KEYS",
+  "AUTHLINK_ASSERTION_AUDIENCE",
+  "AUTHLINK_ASSERTION_TTL",
+  "AUTHLINK_CORS_ORIGINS",
+  "AUTHLINK_TOMBSTONE_GRACE",
 ] as const;
 
 /** Variables with this prefix belong to the test suite, not to the server. */
@@ -261,13 +290,21 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     LINK_TYPES.map((type) => [type, duration(`AUTHLINK_LINK_EXPIRY_${type.toUpperCase()}`, baseDefault, minMs, maxMs)]),
   ) as Record<LinkType, number>;
   const maxRequestBytes = integer("AUTHLINK_MAX_REQUEST_BYTES", 65_536, 1_024, 16 * 1_048_576);
+  const publicBase = typeof publicUrl === "string" ? new URL("http://127.0.0.1:8080") : publicUrl;
+  const template = raw("AUTHLINK_ACTION_LINK_TEMPLATE");
+  const templateProblem = template === undefined ? undefined : actionLinkTemplateProblem(template);
+  if (templateProblem) problem("AUTHLINK_ACTION_LINK_TEMPLATE", templateProblem);
+  const actionLink: ActionLinkFormat =
+    template === undefined ? { kind: "verify_page", publicUrl: publicBase } : { kind: "template", template };
   const links: LinkSettings = {
-    publicUrl: typeof publicUrl === "string" ? new URL("http://127.0.0.1:8080") : publicUrl,
+    publicUrl: publicBase,
+    actionLink,
     expiry: { defaultMs, minMs, maxMs },
     otpMaxAttempts: integer("AUTHLINK_OTP_MAX_ATTEMPTS", 5, 1, 20),
     secureEmailChange: boolean("AUTHLINK_SECURE_EMAIL_CHANGE", true),
     password: { minLength: integer("AUTHLINK_PASSWORD_MIN_LENGTH", 8, 6, 128) },
     maxUserDataBytes: integer("AUTHLINK_USER_DATA_MAX_BYTES", 8_192, 0, MAX_USER_DATA_BYTES_LIMIT),
+    tombstoneGraceMs: duration("AUTHLINK_TOMBSTONE_GRACE", 86_400_000, 0, 30 * 86_400_000),
   };
   if (links.maxUserDataBytes >= maxRequestBytes) {
     problem("AUTHLINK_USER_DATA_MAX_BYTES", "must be smaller than AUTHLINK_MAX_REQUEST_BYTES");
@@ -307,12 +344,47 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     generatePerCaller: rate("AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER", DEFAULT_RATE_LIMITS.generatePerCaller),
     generatePerEmail: rate("AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL", DEFAULT_RATE_LIMITS.generatePerEmail),
     verifyPerAddress: rate("AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS", DEFAULT_RATE_LIMITS.verifyPerAddress),
+    verifyCodePerEmailAndClient: rate(
+      "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL_AND_CLIENT",
+      DEFAULT_RATE_LIMITS.verifyCodePerEmailAndClient,
+    ),
     verifyCodePerEmail: rate("AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL", DEFAULT_RATE_LIMITS.verifyCodePerEmail),
   };
   const trusted = parseTrustedProxies(list("AUTHLINK_TRUSTED_PROXIES"));
   for (const bad of trusted.problems) problem("AUTHLINK_TRUSTED_PROXIES", `${JSON.stringify(bad)} is not an IP address or CIDR range`);
   const auditRetentionMs = duration("AUTHLINK_AUDIT_RETENTION", 90 * 86_400_000, 3_600_000, 3_650 * 86_400_000);
   const reflection = boolean("AUTHLINK_REFLECTION", true);
+
+  // The verify page and the assertions it hands on.
+  const pageTitle = raw("AUTHLINK_PAGE_TITLE") ?? "authlink";
+  if (pageTitle.length > 80 || /[\x00-\x1f\x7f]/.test(pageTitle)) problem("AUTHLINK_PAGE_TITLE", "must be at most 80 printable characters");
+  const keyFiles = list("AUTHLINK_SIGNING_KEYS");
+  const signingKeys: SigningKey[] = [];
+  for (const path of keyFiles) {
+    let content: Buffer;
+    try {
+      content = readFile(path);
+    } catch (error) {
+      problem("AUTHLINK_SIGNING_KEYS", `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+      continue;
+    }
+    const key = parseSigningKey(content);
+    if (typeof key === "string") problem("AUTHLINK_SIGNING_KEYS", `${path}: ${key}`);
+    else signingKeys.push(key);
+  }
+  if (new Set(signingKeys.map((k) => k.kid)).size !== signingKeys.length) {
+    problem("AUTHLINK_SIGNING_KEYS", "two keys have the same key id");
+  }
+  const signingKeysGenerated = keyFiles.length === 0;
+  if (signingKeysGenerated) signingKeys.push(generatedSigningKey());
+  const audience = raw("AUTHLINK_ASSERTION_AUDIENCE") ?? publicBase.href.replace(/\/$/, "");
+  const assertionTtlMs = duration("AUTHLINK_ASSERTION_TTL", 300_000, 10_000, 3_600_000);
+  const corsOrigins = list("AUTHLINK_CORS_ORIGINS");
+  for (const origin of corsOrigins) {
+    const bad = corsOriginProblem(origin);
+    if (bad) problem("AUTHLINK_CORS_ORIGINS", `${JSON.stringify(origin)} ${bad}`);
+  }
+
   const metricsAddr = raw("AUTHLINK_METRICS_ADDR");
   const metricsListen = metricsAddr === undefined ? undefined : parseListenAddress(metricsAddr);
   if (metricsAddr !== undefined && !metricsListen) {
@@ -341,6 +413,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     trustedProxies: trusted.proxies,
     auditRetentionMs,
     reflection,
+    pageTitle,
+    assertions: { keys: signingKeys, generated: signingKeysGenerated, audience, ttlMs: assertionTtlMs },
+    corsOrigins,
     metricsListen,
     publicUrlFollowsListen: raw("AUTHLINK_PUBLIC_URL") === undefined,
   });
@@ -354,7 +429,86 @@ export function withBoundPort(config: Config, port: number): Config {
   if (!config.publicUrlFollowsListen || config.listen.port !== 0) return config;
   const publicUrl = new URL(config.links.publicUrl.href);
   publicUrl.port = String(port);
-  return Object.freeze({ ...config, links: { ...config.links, publicUrl } });
+  const actionLink: ActionLinkFormat =
+    config.links.actionLink.kind === "verify_page" ? { kind: "verify_page", publicUrl } : config.links.actionLink;
+  // The default audience is the public URL: it names the bound port too.
+  const followsPublicUrl = config.assertions.audience === config.links.publicUrl.href.replace(/\/$/, "");
+  const assertions = followsPublicUrl ? { ...config.assertions, audience: publicUrl.href.replace(/\/$/, "") } : config.assertions;
+  return Object.freeze({ ...config, links: { ...config.links, publicUrl, actionLink }, assertions });
+}
+
+/** Why an action link template is unusable, or undefined. */
+export function actionLinkTemplateProblem(template: string): string | undefined {
+  if (!template.includes("{token}")) return "must contain {token}";
+  const unknown = template.match(/\{[^}]*\}/g)?.find((p) => !(ACTION_LINK_PLACEHOLDERS as readonly string[]).includes(p));
+  if (unknown) return `has an unknown placeholder ${unknown} (use {token}, {type}, {redirect_to})`;
+  const sample = parsePublicUrl(template.replaceAll("{token}", "t").replaceAll("{type}", "magiclink").replaceAll("{redirect_to}", ""), {
+    allowQueryAndFragment: true,
+  });
+  return typeof sample === "string" ? sample : undefined;
+}
+
+/** Why a CORS origin is unusable, or undefined: exact scheme://host[:port], https unless loopback. */
+export function corsOriginProblem(origin: string): string | undefined {
+  if (origin === "null" || origin.includes("*")) return "must be an exact origin (no wildcard, not null)";
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return "is not an origin like https://app.example.com";
+  }
+  if (url.origin !== origin) return "must be scheme://host[:port] only (no path, no trailing slash)";
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname))) {
+    return "must use https (http only for loopback hosts)";
+  }
+  return undefined;
+}
+
+/** A private Ed25519 or P-256 key from PEM or a JWK (JSON), or why not. */
+export function parseSigningKey(content: Buffer): SigningKey | string {
+  const text = content.toString("utf8").trim();
+  let privateKey: KeyObject;
+  let kid: string | undefined;
+  try {
+    if (text.startsWith("{")) {
+      const jwk = JSON.parse(text) as { d?: unknown; kid?: unknown };
+      if (jwk.d === undefined) return "is a public key; signing needs the private key";
+      kid = typeof jwk.kid === "string" && jwk.kid !== "" ? jwk.kid : undefined;
+      privateKey = createPrivateKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" });
+    } else {
+      // A file may hold a certificate next to its private key: look for the key first.
+      privateKey = createPrivateKey(text);
+    }
+  } catch {
+    if (/-----BEGIN (RSA )?PUBLIC KEY-----|-----BEGIN CERTIFICATE-----/.test(text)) {
+      return "is a public key or certificate; signing needs the private key";
+    }
+    return "is not a PEM or JWK private key";
+  }
+  const type = privateKey.asymmetricKeyType;
+  const curve = privateKey.asymmetricKeyDetails?.namedCurve;
+  const alg = type === "ed25519" ? "EdDSA" : type === "ec" && curve === "prime256v1" ? "ES256" : undefined;
+  if (!alg) return `is a ${type ?? "unknown"}${curve ? ` (${curve})` : ""} key; use Ed25519 or EC P-256`;
+  // An EC JWK whose x/y do not belong to its d is accepted by the import; its
+  // published key would then verify nothing it signs.
+  const probe = Buffer.from("authlink signing key check");
+  const hash = alg === "ES256" ? "sha256" : null;
+  if (!verify(hash, probe, createPublicKey(privateKey), sign(hash, probe, privateKey))) {
+    return "has a public part (x, y) that does not match its private part (d)";
+  }
+  return { kid: kid ?? jwkThumbprint(privateKey), alg, privateKey };
+}
+
+function generatedSigningKey(): SigningKey {
+  const { privateKey } = generateKeyPairSync("ed25519");
+  return { kid: jwkThumbprint(privateKey), alg: "EdDSA", privateKey };
+}
+
+/** RFC 7638 thumbprint of the public part: a stable key id. */
+function jwkThumbprint(key: KeyObject): string {
+  const jwk = key.export({ format: "jwk" }) as Record<string, string>;
+  const members = jwk.kty === "OKP" ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  return createHash("sha256").update(JSON.stringify(members)).digest("base64url");
 }
 
 /**
@@ -366,7 +520,8 @@ export const DEFAULT_RATE_LIMITS: RateLimitSettings = {
   generatePerCaller: { limit: 30_000, windowMs: 60_000 },
   generatePerEmail: { limit: 20, windowMs: 3_600_000 },
   verifyPerAddress: { limit: 120, windowMs: 60_000 },
-  verifyCodePerEmail: { limit: 30, windowMs: 3_600_000 },
+  verifyCodePerEmailAndClient: { limit: 10, windowMs: 3_600_000 },
+  verifyCodePerEmail: { limit: 100, windowMs: 3_600_000 },
 };
 
 /** `host:port` with an IPv6 host in brackets; port 0 picks a free port. */
@@ -385,7 +540,7 @@ function defaultPublicUrl(listen: { host: string; port: number } | undefined): s
 }
 
 /** The base URL of action links: absolute, https unless loopback, nothing but scheme, host, port and path. */
-export function parsePublicUrl(text: string): URL | string {
+export function parsePublicUrl(text: string, options: { allowQueryAndFragment?: boolean } = {}): URL | string {
   let url: URL;
   try {
     url = new URL(text);
@@ -396,6 +551,7 @@ export function parsePublicUrl(text: string): URL | string {
   if (url.protocol === "http:" && !LOOPBACK_HOSTS.has(url.hostname)) {
     return "must use https (http only for loopback hosts): action links carry credentials";
   }
-  if (url.username || url.password || url.search || url.hash) return "must not contain user info, a query or a fragment";
+  if (url.username || url.password) return "must not contain user info";
+  if (!options.allowQueryAndFragment && (url.search || url.hash)) return "must not contain a query or a fragment";
   return url;
 }

@@ -33,13 +33,25 @@ export interface PasswordHasher {
 
 export function createArgon2Hasher(params: Argon2Params): PasswordHasher {
   return {
-    hash: (password) =>
-      argon2.hash(password, {
-        type: argon2.argon2id,
-        memoryCost: params.memoryKiB,
-        timeCost: params.iterations,
-        parallelism: params.parallelism,
-      }),
+    hash: async (password) =>
+      standardPhc(
+        await argon2.hash(password, {
+          type: argon2.argon2id,
+          memoryCost: params.memoryKiB,
+          timeCost: params.iterations,
+          parallelism: params.parallelism,
+        }),
+      ),
+    // Hashes stored before the PHC order was fixed (m,p,t) still verify.
     verify: (phc, password) => argon2.verify(phc, password),
   };
+}
+
+/**
+ * The PHC string in the standard parameter order `m=…,t=…,p=…`. The argon2
+ * package writes `m=…,p=…,t=…`, which other argon2 libraries refuse, so a
+ * stored hash could not move to another stack.
+ */
+export function standardPhc(phc: string): string {
+  return phc.replace(/\$m=(\d+),p=(\d+),t=(\d+)\$/, (_, m: string, p: string, t: string) => `$m=${m},t=${t},p=${p}$`);
 }

@@ -1,3 +1,4 @@
+import type { LinkState } from "./link-preview.js";
 import type { LinkType } from "./link-type.js";
 
 // One line of the audit trail: a call, its caller, its subject and its
@@ -20,8 +21,14 @@ export interface AuditEvent {
   /** "ok", or the error reason (link_invalid_or_expired, over_rate_limit, credentials_missing, ...). */
   readonly outcome: string;
   readonly durationMs: number;
-  /** Redemptions: milliseconds from the link's issue to this redemption (very short ones suggest a mail scanner). */
+  /**
+   * Redemptions and previews: milliseconds from the link's issue to this call.
+   * A redemption seconds after issue with no preview before it is the
+   * signature of a mail scanner.
+   */
   readonly linkAgeMs?: number | undefined;
+  /** PreviewLink: the state answered. */
+  readonly linkState?: LinkState | undefined;
   /** over_rate_limit: the rule that refused the call. */
   readonly rateLimitRule?: string | undefined;
 }

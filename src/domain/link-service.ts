@@ -4,12 +4,20 @@ import type { OtpCodec } from "../crypto/otp.js";
 import type { PasswordHasher } from "../crypto/passwords.js";
 import type { OperationOptions, Store } from "./store.js";
 import { buildActionLink } from "./action-link.js";
+import type { AssertionIssuer, IssuedAssertion } from "./assertion.js";
 import type { AuditEvent } from "./audit-event.js";
 import type { AuditLog } from "./audit-log.js";
 import { internalCall, type Call } from "./call.js";
 import type { Clock } from "./clock.js";
 import { AuthlinkError, linkInvalidOrExpired, toAuthlinkError } from "./errors.js";
-import type { LinkRecord } from "./link.js";
+import { tombstoneOf, type LinkEnding, type LinkRecord } from "./link.js";
+import {
+  previewOf,
+  validatePreviewLink,
+  type LinkPreview,
+  type LinkState,
+  type PreviewLinkInput,
+} from "./link-preview.js";
 import {
   validateGenerateLink,
   validateVerifyLink,
@@ -30,6 +38,13 @@ import type { EmailChangeAddress, JsonObject, User } from "./user.js";
 // its secrets leave (and withdraws them when that fails), a redemption once
 // its effect has committed, and any failure with what the call had learnt by
 // then (the Subject, local to the call).
+//
+// Every link that goes away for a reason leaves a tombstone (used, replaced,
+// revoked) for PreviewLink. The tombstone is written after the delete that
+// decided it, by whoever's delete won, and it is best effort: a failed
+// tombstone write never turns a redemption, an issue or a revocation into an
+// error (that would lie about something that happened, or lose a link); at
+// worst PreviewLink answers UNKNOWN for that link.
 
 export interface LinkServiceDeps {
   readonly store: Store;
@@ -41,6 +56,8 @@ export interface LinkServiceDeps {
   readonly rateLimiter: RateLimiter;
   readonly rateLimits: RateLimitSettings;
   readonly audit: AuditLog;
+  /** Signs the proof of each redemption. */
+  readonly assertions: AssertionIssuer;
 }
 
 /** What a call has learnt about what it touches: the audit event's subject. Never a secret. */
@@ -51,8 +68,10 @@ interface Subject {
   email?: string;
   /** SHA-256 hex of every link token issued, redeemed or presented. */
   hashedTokens: string[];
-  /** Redemptions: milliseconds from the link's issue. */
+  /** Redemptions and previews: milliseconds from the link's issue. */
   linkAgeMs?: number;
+  /** Previews: the state answered. */
+  linkState?: LinkState;
 }
 
 /** The secrets of one link, handed out once. */
@@ -80,7 +99,15 @@ export interface VerifiedLink {
   /** EMAIL_CHANGE: this address is confirmed, the other one is still outstanding. */
   readonly emailChangePending: boolean;
   readonly hashedToken: string;
+  /** The signed proof of this redemption for the relying application. */
+  readonly assertion: IssuedAssertion;
 }
+
+/** What the effect of a redemption produced, before its proof is signed. */
+type Effect = Omit<VerifiedLink, "assertion"> & {
+  /** EMAIL_CHANGE: the address the change moves away from. */
+  readonly previousEmail?: string;
+};
 
 /** How many live links sent to one address a code is tried against. */
 const MAX_OTP_CANDIDATES = 10;
@@ -148,10 +175,13 @@ export class LinkService {
         issueId,
         issuedAt: now,
         expiresAt,
+        // Kept (expired, unusable) and then remembered by its tombstone
+        // for the grace period, so PreviewLink can tell its holder.
+        retainUntil: new Date(expiresAt.getTime() + settings.tombstoneGraceMs),
         emailChange: change && address ? { changeId: change.id, address } : undefined,
       };
       const link: IssuedLink = {
-        actionLink: buildActionLink(settings.publicUrl, token, request.type, request.redirectTo),
+        actionLink: buildActionLink(settings.actionLink, token, request.type, request.redirectTo),
         otp: code,
         hashedToken: tokenHash,
       };
@@ -172,12 +202,19 @@ export class LinkService {
       // Replace the user's older links of this type only once the new ones
       // are stored and audited (a failure here leaves an extra link, never
       // none). When two calls race, the newer issue wins: the older one's
-      // links go, as if the calls had come one after the other.
-      await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op);
-      await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op);
+      // links go, as if the calls had come one after the other (and if that
+      // is this issue's, they are replaced before anyone saw them).
+      const replaced: LinkRecord[] = [];
+      try {
+        replaced.push(...(await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op)));
+        replaced.push(...(await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op)));
+      } finally {
+        await this.#bury(replaced, "replaced");
+      }
     } catch (error) {
       // The caller will never see these links (deadline passed, client gone,
-      // or a fault): take them back so no orphan stays redeemable.
+      // or a fault): take them back so no orphan stays redeemable. Nobody
+      // holds their tokens, so they leave no tombstone.
       await Promise.all(records.map((r) => store.links.delete(r.tokenHash))).catch(() => undefined);
       throw error;
     }
@@ -219,6 +256,10 @@ export class LinkService {
       link = await store.links.consume(tokenHash, request.type, now, op);
     } else {
       subject.email = credential.email;
+      // Two budgets: a stranger from one client address spends only their
+      // own share of an address's code attempts; the per-address ceiling
+      // bounds guessing from many client addresses.
+      await rateLimiter.take("verify-code-client", `${credential.email} ${call.clientAddress}`, rateLimits.verifyCodePerEmailAndClient, op);
       await rateLimiter.take("verify-code", credential.email, rateLimits.verifyCodePerEmail, op);
       link = await this.#redeemCode(credential.email, credential.otp, request.type, now, op);
       if (link) subject.hashedTokens.push(link.tokenHash);
@@ -227,13 +268,101 @@ export class LinkService {
     Object.assign(subject, { userId: link.userId, email: link.email, linkAgeMs: now.getTime() - link.issuedAt.getTime() });
 
     // The link is consumed: finish its effect even if the caller leaves now,
-    // and if a fault stops us, put the link back so it can be used again.
+    // and if a fault stops us, put the link back so it can be used again
+    // (and forget that it was used). Its tombstone is written alongside the
+    // effect, so it costs no extra round trip.
+    const buried = this.#bury([link], "used", now);
+    let effect: Effect;
     try {
-      return await this.#applyEffect(link, now);
+      effect = await this.#applyEffect(link, now);
+      await buried;
     } catch (error) {
-      if (!(error instanceof AuthlinkError)) await store.links.restore(link).catch(() => undefined);
+      await buried;
+      if (!(error instanceof AuthlinkError)) {
+        await store.links.restore(link).catch(() => undefined);
+        await store.tombstones.remove(link.tokenHash).catch(() => undefined);
+      }
       throw error;
     }
+    const { previousEmail, ...verified } = effect;
+    const assertion = await this.#deps.assertions.issue(
+      {
+        userId: verified.user.id,
+        email: verified.user.email,
+        emailVerified: verified.user.emailConfirmedAt !== undefined,
+        linkType: link.type,
+        method: credential.kind === "token" ? "link" : "code",
+        emailChange:
+          previousEmail === undefined
+            ? undefined
+            : {
+                previousEmail,
+                newEmail: verified.emailChangePending
+                  ? (verified.user.emailChange?.newEmail ?? verified.user.email)
+                  : verified.user.email,
+                pending: verified.emailChangePending,
+              },
+      },
+      now,
+    );
+    return { ...verified, assertion };
+  }
+
+  /**
+   * Where a link stands, without consuming anything: for the holder of its
+   * token (the verify page asks on load). Rate limited and audited like
+   * VerifyLink; reads the link and its tombstone by hash only.
+   */
+  async preview(input: PreviewLinkInput, call: Call = internalCall("PreviewLink")): Promise<LinkPreview> {
+    const subject: Subject = { hashedTokens: [] };
+    let preview: LinkPreview;
+    try {
+      preview = await this.#preview(input, call, subject);
+    } catch (error) {
+      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
+      throw error;
+    }
+    await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject));
+    return preview;
+  }
+
+  async #preview(input: PreviewLinkInput, call: Call, subject: Subject): Promise<LinkPreview> {
+    const { store, clock, rateLimiter, rateLimits } = this.#deps;
+    const op: OperationOptions = { signal: call.signal };
+    // The same per-address budget as VerifyLink (a preview is a guess at a
+    // token as much as a redemption is), before anything else.
+    if (call.serviceIdentity === undefined) {
+      await rateLimiter.take("verify-address", call.clientAddress, rateLimits.verifyPerAddress, op);
+    }
+    const request = validatePreviewLink(input);
+    subject.linkType = request.type;
+    const tokenHash = hashLinkToken(request.token);
+    subject.hashedTokens.push(tokenHash);
+    const now = clock.now();
+    // Both by _id, together: one round trip.
+    const [link, tombstone] = await Promise.all([
+      store.links.find(tokenHash, now, op),
+      store.tombstones.find(tokenHash, now, op),
+    ]);
+    const known = link ?? tombstone;
+    if (known) {
+      // Known to the operator even when the holder asked with another type.
+      Object.assign(subject, { userId: known.userId, email: known.email, linkAgeMs: now.getTime() - known.issuedAt.getTime() });
+    }
+    const preview = previewOf(request.type, now, link, tombstone);
+    subject.linkState = preview.state;
+    return preview;
+  }
+
+  /**
+   * Remember why these links went away (their delete was this call's).
+   * Best effort, and never cut short by the call's end: the delete happened,
+   * so this neither fails nor is abandoned half way; a failed write leaves
+   * PreviewLink answering UNKNOWN for those links.
+   */
+  async #bury(links: readonly LinkRecord[], ending: LinkEnding, at: Date = this.#deps.clock.now()): Promise<void> {
+    if (links.length === 0) return;
+    await this.#deps.store.tombstones.record(links.map((link) => tombstoneOf(link, ending, at))).catch(() => undefined);
   }
 
   /** The audit event of a call: its outcome is "ok" without `error`, else the error's reason. */
@@ -252,6 +381,7 @@ export class LinkService {
       outcome: failure?.reason ?? "ok",
       durationMs: Math.round(performance.now() - call.startedAt),
       linkAgeMs: failure ? undefined : subject.linkAgeMs,
+      linkState: failure ? undefined : subject.linkState,
       rateLimitRule: failure?.rateLimitRule,
     };
   }
@@ -356,18 +486,15 @@ export class LinkService {
     op: OperationOptions,
   ): Promise<LinkRecord | undefined> {
     const { links } = this.#deps.store;
-    const { otpMaxAttempts } = this.#deps.settings;
     const candidates = await links.findLiveByEmail(email, type, now, MAX_OTP_CANDIDATES, op);
+    // Used-up attempts disable the link's code, never the link: anyone who
+    // knows the address can send wrong codes, but only the person holds the
+    // token, and it keeps working.
     for (const candidate of candidates) {
-      const attempt = await this.#claimOtpAttempt(candidate, op);
-      if (attempt === undefined) {
-        await links.delete(candidate.tokenHash, op);
-        continue;
-      }
+      if ((await this.#claimOtpAttempt(candidate, op)) === undefined) continue; // code disabled
       if (this.#deps.otp.matches(candidate.otpHash, type, email, otp)) {
         return links.consume(candidate.tokenHash, type, now, op);
       }
-      if (attempt >= otpMaxAttempts) await links.delete(candidate.tokenHash, op);
     }
     return undefined;
   }
@@ -380,11 +507,11 @@ export class LinkService {
     return undefined;
   }
 
-  async #applyEffect(link: LinkRecord, now: Date): Promise<VerifiedLink> {
+  async #applyEffect(link: LinkRecord, now: Date): Promise<Effect> {
     const { users, links } = this.#deps.store;
-    const done = (user: User | undefined, emailChangePending = false): VerifiedLink => {
+    const done = (user: User | undefined, emailChangePending = false, previousEmail?: string): Effect => {
       if (!user) throw linkInvalidOrExpired(); // the user is gone
-      return { type: link.type, user, redirectTo: link.redirectTo, emailChangePending, hashedToken: link.tokenHash };
+      return { type: link.type, user, redirectTo: link.redirectTo, emailChangePending, hashedToken: link.tokenHash, previousEmail };
     };
 
     switch (link.type) {
@@ -396,7 +523,7 @@ export class LinkService {
         // Receiving the mail proves the address too. Then no other link may
         // outlive the credential change this recovery leads to.
         const user = await users.confirmEmail(link.userId, now);
-        await links.deleteAllForUser(link.userId);
+        await this.#bury(await links.deleteAllForUser(link.userId), "revoked");
         return done(user);
       }
       case "email_change":
@@ -413,8 +540,8 @@ export class LinkService {
   async #confirmEmailChange(
     link: LinkRecord,
     now: Date,
-    done: (user: User | undefined, emailChangePending?: boolean) => VerifiedLink,
-  ): Promise<VerifiedLink> {
+    done: (user: User | undefined, emailChangePending?: boolean, previousEmail?: string) => Effect,
+  ): Promise<Effect> {
     const { users, links, claims } = this.#deps.store;
     const user = await users.findById(link.userId);
     const change = user?.emailChange;
@@ -425,7 +552,7 @@ export class LinkService {
     await claims.claim(key(link.emailChange.address), link.expiresAt);
     const needed = change.requireCurrent ? [key("new"), key("current")] : [key("new")];
     const confirmed = await claims.claimed(needed, now);
-    if (needed.some((k) => !confirmed.has(k))) return done(user, true);
+    if (needed.some((k) => !confirmed.has(k))) return done(user, true, user.email);
 
     const changed = await users.completeEmailChange(link.userId, change, now);
     if (changed === "email_taken") {
@@ -437,8 +564,8 @@ export class LinkService {
     // undefined: a concurrent confirmation completed the change first.
     const after = changed ?? (await users.findById(link.userId));
     if (after?.email !== change.newEmail) throw linkInvalidOrExpired();
-    await links.deleteAllForUser(link.userId);
-    return done(after);
+    await this.#bury(await links.deleteAllForUser(link.userId), "revoked");
+    return done(after, false, user.email);
   }
 }
 

@@ -1,11 +1,14 @@
+import type { ActionLinkFormat } from "./action-link.js";
 import type { LinkType } from "./link-type.js";
 import type { PasswordPolicy } from "./password-policy.js";
 
 // The knobs of link issuing and redemption, filled from configuration.
 
 export interface LinkSettings {
-  /** Base of every action link; never taken from a request. */
+  /** authlink's public base URL (issuer of assertions, home of the verify page); never taken from a request. */
   readonly publicUrl: URL;
+  /** How action links are written: the verify page (default) or an operator's template. */
+  readonly actionLink: ActionLinkFormat;
   readonly expiry: {
     /** Lifetime when a request gives none, per type. */
     readonly defaultMs: Readonly<Record<LinkType, number>>;
@@ -20,4 +23,9 @@ export interface LinkSettings {
   readonly password: PasswordPolicy;
   /** Largest `data` accepted, in bytes of its JSON form. */
   readonly maxUserDataBytes: number;
+  /**
+   * How long after a link would have expired its fate (used, replaced,
+   * revoked) is still remembered, so PreviewLink can tell its holder.
+   */
+  readonly tombstoneGraceMs: number;
 }

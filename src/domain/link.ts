@@ -3,7 +3,7 @@ import type { EmailChangeAddress } from "./user.js";
 
 // An outstanding link as stored: hashes only, never the token or the code.
 // A record never changes after it is stored; it is only deleted (redeemed,
-// replaced, revoked or expired).
+// replaced, revoked, or forgotten once it is past `retainUntil`).
 
 export interface LinkRecord {
   /** SHA-256 hex of the link token; unique. */
@@ -21,6 +21,51 @@ export interface LinkRecord {
   readonly issuedAt: Date;
   /** The link works while now < expiresAt. */
   readonly expiresAt: Date;
+  /**
+   * When the store may forget the link: its expiry plus the tombstone grace
+   * period. An expired link stays stored (unusable: every read checks
+   * expiresAt) until then, so that PreviewLink can tell its holder it
+   * expired; so does its tombstone when it goes earlier (LinkTombstone).
+   */
+  readonly retainUntil: Date;
   /** EMAIL_CHANGE only: which change and which address this link confirms. */
   readonly emailChange?: { readonly changeId: string; readonly address: EmailChangeAddress } | undefined;
+}
+
+/** Why a link left the store before it was due to be forgotten. */
+export type LinkEnding = "used" | "replaced" | "revoked";
+
+/**
+ * What is remembered of a link that went away for a reason, keyed by its
+ * token hash, until the link's `retainUntil`: the reason, when, and the
+ * link's descriptive fields (never its code's HMAC).
+ */
+export interface LinkTombstone {
+  readonly tokenHash: string;
+  readonly ending: LinkEnding;
+  /** When the link was used, replaced or revoked. */
+  readonly at: Date;
+  readonly type: LinkType;
+  readonly userId: string;
+  readonly email: string;
+  readonly redirectTo?: string | undefined;
+  readonly issuedAt: Date;
+  readonly expiresAt: Date;
+  readonly retainUntil: Date;
+}
+
+/** The tombstone of `link`, which ended as `ending` at `at`. */
+export function tombstoneOf(link: LinkRecord, ending: LinkEnding, at: Date): LinkTombstone {
+  return {
+    tokenHash: link.tokenHash,
+    ending,
+    at,
+    type: link.type,
+    userId: link.userId,
+    email: link.email,
+    redirectTo: link.redirectTo,
+    issuedAt: link.issuedAt,
+    expiresAt: link.expiresAt,
+    retainUntil: link.retainUntil,
+  };
 }

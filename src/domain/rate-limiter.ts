@@ -25,7 +25,9 @@ export interface RateLimitSettings {
   readonly generatePerEmail: RateRule;
   /** VerifyLink, per client address (service-role callers are exempt). */
   readonly verifyPerAddress: RateRule;
-  /** VerifyLink by code, per address the code was sent to. */
+  /** VerifyLink by code, per address the code was sent to and client address. */
+  readonly verifyCodePerEmailAndClient: RateRule;
+  /** VerifyLink by code, per address the code was sent to: the ceiling over all client addresses. */
   readonly verifyCodePerEmail: RateRule;
 }
 

@@ -1,5 +1,5 @@
 import type { AuditEvent } from "./audit-event.js";
-import type { LinkRecord } from "./link.js";
+import type { LinkRecord, LinkTombstone } from "./link.js";
 import type { LinkType } from "./link-type.js";
 import type { JsonObject, PendingEmailChange, User } from "./user.js";
 
@@ -17,12 +17,21 @@ import type { JsonObject, PendingEmailChange, User } from "./user.js";
 // (findOneAndUpdate, findOneAndDelete) is atomic on MongoDB but not on every
 // compatible server (FerretDB 1.24 hands one document to several concurrent
 // findOneAndDelete calls), so correctness never depends on one.
+//
+// Tombstones (PreviewLink's memory of why a link went away) are a sub-store
+// of their own that the domain writes, not a side effect of the deleting
+// methods: those report exactly the links their own delete removed (a link
+// that a concurrent call removed first is not theirs to report), and the use
+// case decides what that means (used, replaced, revoked) and that writing it
+// is best effort. So every method here still either does what it says or
+// throws, and no adapter decides which failures may be swallowed.
 
 export interface Store {
   /** "memory" or "mongodb", for logs. */
   readonly kind: string;
   readonly users: UserStore;
   readonly links: LinkStore;
+  readonly tombstones: TombstoneStore;
   readonly claims: ClaimStore;
   readonly rateLimits: RateLimitStore;
   readonly audit: AuditStore;
@@ -31,7 +40,11 @@ export interface Store {
    * then purgeExpired must run periodically (store/purge-loop.ts).
    */
   readonly needsPurge: boolean;
-  /** Delete expired documents; returns how many. */
+  /**
+   * Delete what is due to go at `now` (links and tombstones past their
+   * retainUntil, claims, rate-limit windows and audit events past their
+   * expiresAt); returns how many.
+   */
   purgeExpired(now: Date): Promise<number>;
   /** Resolves when the store can serve (a cheap round trip); throws StoreUnavailableError when it cannot. */
   ping(options?: OperationOptions): Promise<void>;
@@ -75,30 +88,52 @@ export interface LinkStore {
   /** Store new links (all of one issue). */
   insert(links: readonly LinkRecord[], options?: OperationOptions): Promise<void>;
   /**
-   * Delete the user's links of `type` from issues older than (issuedAt,
-   * issueId), so that the newest issue wins even when two race.
+   * The stored link with this hash, whether live or expired, without
+   * consuming it; undefined when none is stored or it is past its
+   * retainUntil. Looked up by hash alone (the hot path of PreviewLink).
    */
-  deleteOlderIssues(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<number>;
+  find(tokenHash: string, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
+  /**
+   * Delete the user's links of `type` from issues older than (issuedAt,
+   * issueId), so that the newest issue wins even when two race. Returns the
+   * links this call deleted.
+   */
+  deleteOlderIssues(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<LinkRecord[]>;
   /**
    * If the user has links of `type` from an issue newer than (issuedAt,
-   * issueId), delete this issue's links and return true. Called after
-   * deleteOlderIssues, it settles races: whatever the interleaving, only the
-   * newest issue survives.
+   * issueId), delete this issue's links and return those this call deleted
+   * (none when no newer issue exists). Called after deleteOlderIssues, it
+   * settles races: whatever the interleaving, only the newest issue survives.
    */
-  removeIfSuperseded(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<boolean>;
-  /** Delete every outstanding link of a user. */
-  deleteAllForUser(userId: string, options?: OperationOptions): Promise<number>;
+  removeIfSuperseded(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<LinkRecord[]>;
+  /** Delete every stored link of a user; returns the links this call deleted. */
+  deleteAllForUser(userId: string, options?: OperationOptions): Promise<LinkRecord[]>;
   /**
    * Remove and return the live (now < expiresAt) link with this hash and
-   * type. Of concurrent calls for one link, exactly one gets it.
+   * type. Of concurrent calls for one link, exactly one gets it; and of a
+   * consume racing any deleting method, exactly one reports the link.
    */
   consume(tokenHash: string, type: LinkType, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
   /** Live links of `type` sent to `email` (candidates for a one-time code), at most `limit`. */
   findLiveByEmail(email: string, type: LinkType, now: Date, limit: number, options?: OperationOptions): Promise<LinkRecord[]>;
-  /** Delete one link (a link whose code attempts are used up is dead). */
-  delete(tokenHash: string, options?: OperationOptions): Promise<void>;
+  /** Delete one link; true when this call deleted it (false: it was not stored). */
+  delete(tokenHash: string, options?: OperationOptions): Promise<boolean>;
   /** Put back a link that was consumed but whose effect could not be applied. */
   restore(link: LinkRecord, options?: OperationOptions): Promise<void>;
+}
+
+/**
+ * Why links went away (used, replaced, revoked), keyed by token hash, each
+ * kept until its retainUntil. The first tombstone recorded for a hash wins:
+ * a later record of the same hash is ignored, however many race.
+ */
+export interface TombstoneStore {
+  /** Record tombstones; a hash that already has one keeps it. */
+  record(tombstones: readonly LinkTombstone[], options?: OperationOptions): Promise<void>;
+  /** The tombstone of this hash; undefined when there is none or it is past its retainUntil at `now`. */
+  find(tokenHash: string, now: Date, options?: OperationOptions): Promise<LinkTombstone | undefined>;
+  /** Forget the tombstone of this hash (a consumed link was put back). */
+  remove(tokenHash: string, options?: OperationOptions): Promise<void>;
 }
 
 /**

@@ -79,6 +79,7 @@ export interface MetricsOptions {
 export const KNOWN_RPC_METHODS: readonly string[] = [
   "GenerateLink",
   "VerifyLink",
+  "PreviewLink",
   "Check",
   "Watch",
   "List",

@@ -2,7 +2,14 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { AdminAuthService } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import type { LinkService } from "../domain/link-service.js";
 import { callOf } from "./context-values.js";
-import { generateLinkInput, generateLinkResponse, verifyLinkInput, verifyLinkResponse } from "./messages.js";
+import {
+  generateLinkInput,
+  generateLinkResponse,
+  previewLinkInput,
+  previewLinkResponse,
+  verifyLinkInput,
+  verifyLinkResponse,
+} from "./messages.js";
 
 // The AdminAuthService handlers for connect-node. They only translate: the
 // wire request to a domain input, the domain result to the wire response.
@@ -16,6 +23,9 @@ export function createAdminAuthService(links: LinkService): ServiceImpl<typeof A
     },
     async verifyLink(request, context) {
       return verifyLinkResponse(await links.verify(verifyLinkInput(request), callOf(context)));
+    },
+    async previewLink(request, context) {
+      return previewLinkResponse(await links.preview(previewLinkInput(request), callOf(context)));
     },
   };
 }

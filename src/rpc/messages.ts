@@ -2,17 +2,22 @@ import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   GenerateLinkResponseSchema,
+  LinkState as ProtoLinkState,
   LinkType as ProtoLinkType,
+  PreviewLinkResponseSchema,
   UserSchema,
   VerifyLinkResponseSchema,
   type GenerateLinkRequest,
   type GenerateLinkResponse,
+  type PreviewLinkRequest,
+  type PreviewLinkResponse,
   type User as ProtoUser,
   type VerifyLinkRequest,
   type VerifyLinkResponse,
 } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import type { GenerateLinkInput, VerifyLinkInput } from "../domain/link-requests.js";
 import type { GeneratedLink, VerifiedLink } from "../domain/link-service.js";
+import type { LinkPreview, LinkState, PreviewLinkInput } from "../domain/link-preview.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { JsonObject, User } from "../domain/user.js";
 
@@ -34,6 +39,15 @@ const TO_PROTO: Readonly<Record<LinkType, ProtoLinkType>> = {
   recovery: ProtoLinkType.RECOVERY,
   invite: ProtoLinkType.INVITE,
   email_change: ProtoLinkType.EMAIL_CHANGE,
+};
+
+const STATE_TO_PROTO: Readonly<Record<LinkState, ProtoLinkState>> = {
+  valid: ProtoLinkState.VALID,
+  expired: ProtoLinkState.EXPIRED,
+  used: ProtoLinkState.USED,
+  replaced: ProtoLinkState.REPLACED,
+  revoked: ProtoLinkState.REVOKED,
+  unknown: ProtoLinkState.UNKNOWN,
 };
 
 export function linkTypeFromProto(type: ProtoLinkType): LinkType | undefined {
@@ -112,5 +126,24 @@ export function verifyLinkResponse(result: VerifiedLink): VerifyLinkResponse {
     verificationType: linkTypeToProto(result.type),
     redirectTo: result.redirectTo ?? "",
     emailChangePending: result.emailChangePending,
+    assertion: result.assertion.assertion,
+    assertionExpiresAt: timestampFromDate(result.assertion.expiresAt),
+  });
+}
+
+export function previewLinkInput(request: PreviewLinkRequest): PreviewLinkInput {
+  return { type: linkTypeFromProto(request.type), token: request.token };
+}
+
+/** Only `state` for an UNKNOWN link (the contract says so). */
+export function previewLinkResponse(preview: LinkPreview): PreviewLinkResponse {
+  if (preview.state === "unknown") return create(PreviewLinkResponseSchema, { state: ProtoLinkState.UNKNOWN });
+  return create(PreviewLinkResponseSchema, {
+    state: STATE_TO_PROTO[preview.state],
+    type: linkTypeToProto(preview.type),
+    maskedEmail: preview.maskedEmail,
+    expiresAt: timestampFromDate(preview.expiresAt),
+    redirectHost: preview.redirectHost ?? "",
+    stateChangedAt: preview.stateChangedAt && timestampFromDate(preview.stateChangedAt),
   });
 }

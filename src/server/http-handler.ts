@@ -6,21 +6,28 @@ import type { TLSSocket } from "node:tls";
 import { peerKey } from "../rpc/context-values.js";
 import { clientAddress, type TrustedProxies } from "../identity/client-address.js";
 import { readPeerCertificate } from "../identity/peer-certificate.js";
+import type { CorsMiddleware } from "../web/cors.js";
 import type { RequestHandler } from "./http-server.js";
 
-// The HTTP request handler: the plain HTTP probes (/healthz, /readyz), then
-// connect-node's router for gRPC, gRPC-Web and Connect, with the peer's TLS facts handed to interceptors, hard message size
-// limits, and headers that keep responses (which carry link secrets) out of
-// caches and referrers.
+// The HTTP request handler: plain HTTP endpoints first (/healthz, /readyz,
+// the JWKS, the verify page), then CORS for browsers on other origins, then
+// connect-node's router for gRPC, gRPC-Web and Connect, with the peer's TLS facts handed to interceptors, hard message
+// size limits, and headers that keep responses (which carry link secrets) out
+// of caches and referrers.
+
+/** A plain HTTP endpoint: answers and returns true, or returns false to pass the request on. */
+export type PlainHttpHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => boolean;
 
 export interface HttpHandlerOptions {
   /** The RPC services; each is mounted with its own interceptors (the call boundary). */
   readonly routes: (router: ConnectRouter) => void;
-  /** Plain HTTP endpoints tried before the RPC router (/healthz, /readyz); true when handled. */
-  readonly probes?: (
-    req: http.IncomingMessage | http2.Http2ServerRequest,
-    res: http.ServerResponse | http2.Http2ServerResponse,
-  ) => boolean;
+  /** Plain HTTP endpoints, tried in order before the RPC router. */
+  readonly plainHandlers?: readonly PlainHttpHandler[];
+  /** CORS for the RPCs browsers on other origins may call: answers their preflights, marks their responses. */
+  readonly cors?: CorsMiddleware;
   /** Largest request message, checked before it is parsed. */
   readonly maxRequestBytes: number;
   readonly trustedProxies: TrustedProxies;
@@ -55,7 +62,8 @@ export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
   });
   return (req, res) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
-    if (options.probes?.(req, res)) return;
-    connect(req, res);
+    for (const plain of options.plainHandlers ?? []) if (plain(req, res)) return;
+    if (options.cors) options.cors(req, res, () => connect(req, res));
+    else connect(req, res);
   };
 }

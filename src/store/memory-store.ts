@@ -1,8 +1,17 @@
-import type { LinkRecord } from "../domain/link.js";
+import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { User } from "../domain/user.js";
 import type { AuditEvent } from "../domain/audit-event.js";
-import type { AuditStore, ClaimStore, LinkStore, RateLimitStore, Store, UserChanges, UserStore } from "../domain/store.js";
+import type {
+  AuditStore,
+  ClaimStore,
+  LinkStore,
+  RateLimitStore,
+  Store,
+  TombstoneStore,
+  UserChanges,
+  UserStore,
+} from "../domain/store.js";
 
 // The embedded store: everything in process memory, gone on restart. Each
 // method does all of its reads and writes synchronously, so on Node's single
@@ -16,6 +25,7 @@ export function createMemoryStore(): Store {
   const users = new Map<string, User>();
   const userIdByEmail = new Map<string, string>();
   const links = new Map<string, LinkRecord>();
+  const tombstones = new Map<string, LinkTombstone>();
   const claims = new Map<string, Date>();
   /** Hits per bucket and window; the window keys expire like claims. */
   const rateWindows = new Map<string, { hits: number; expiresAt: Date }>();
@@ -79,25 +89,32 @@ export function createMemoryStore(): Store {
   }
 
   const isLive = (link: LinkRecord, now: Date): boolean => now.getTime() < link.expiresAt.getTime();
+  /** Links (expired ones included) and tombstones are kept until their retainUntil. */
+  const isRetained = (entry: { retainUntil: Date }, now: Date): boolean => now.getTime() < entry.retainUntil.getTime();
   const isOlder = (link: LinkRecord, issuedAt: Date, issueId: string): boolean =>
     link.issuedAt.getTime() < issuedAt.getTime() ||
     (link.issuedAt.getTime() === issuedAt.getTime() && link.issueId < issueId);
 
-  const deleteWhere = (predicate: (link: LinkRecord) => boolean): number => {
-    let count = 0;
+  /** Delete the links that match; returns them (copies). */
+  const deleteWhere = (predicate: (link: LinkRecord) => boolean): LinkRecord[] => {
+    const deleted: LinkRecord[] = [];
     for (const [hash, link] of links) {
       if (predicate(link)) {
         links.delete(hash);
-        count++;
+        deleted.push(copy(link));
       }
     }
-    return count;
+    return deleted;
   };
 
   const linkStore: LinkStore = {
     async insert(records) {
       if (records.some((r) => links.has(r.tokenHash))) throw new Error("duplicate token hash");
       for (const record of records) links.set(record.tokenHash, copy(record));
+    },
+    async find(tokenHash, now) {
+      const link = links.get(tokenHash);
+      return link && isRetained(link, now) ? copy(link) : undefined;
     },
     async deleteOlderIssues(userId, type: LinkType, issuedAt, issueId) {
       return deleteWhere((l) => l.userId === userId && l.type === type && isOlder(l, issuedAt, issueId));
@@ -106,8 +123,7 @@ export function createMemoryStore(): Store {
       const superseded = [...links.values()].some(
         (l) => l.userId === userId && l.type === type && l.issueId !== issueId && !isOlder(l, issuedAt, issueId),
       );
-      if (superseded) deleteWhere((l) => l.userId === userId && l.type === type && l.issueId === issueId);
-      return superseded;
+      return superseded ? deleteWhere((l) => l.userId === userId && l.type === type && l.issueId === issueId) : [];
     },
     async deleteAllForUser(userId) {
       return deleteWhere((l) => l.userId === userId);
@@ -125,10 +141,25 @@ export function createMemoryStore(): Store {
         .map(copy);
     },
     async delete(tokenHash) {
-      links.delete(tokenHash);
+      return links.delete(tokenHash);
     },
     async restore(link) {
       links.set(link.tokenHash, copy(link));
+    },
+  };
+
+  const tombstoneStore: TombstoneStore = {
+    async record(records) {
+      for (const tombstone of records) {
+        if (!tombstones.has(tombstone.tokenHash)) tombstones.set(tombstone.tokenHash, copy(tombstone));
+      }
+    },
+    async find(tokenHash, now) {
+      const tombstone = tombstones.get(tokenHash);
+      return tombstone && isRetained(tombstone, now) ? copy(tombstone) : undefined;
+    },
+    async remove(tokenHash) {
+      tombstones.delete(tokenHash);
     },
   };
 
@@ -174,12 +205,16 @@ export function createMemoryStore(): Store {
     kind: "memory",
     users: userStore,
     links: linkStore,
+    tombstones: tombstoneStore,
     claims: claimStore,
     rateLimits: rateLimitStore,
     audit: auditStore,
     needsPurge: true,
     async purgeExpired(now) {
-      let count = deleteWhere((l) => !isLive(l, now));
+      let count = deleteWhere((l) => !isRetained(l, now)).length;
+      for (const [hash, tombstone] of tombstones) {
+        if (!isRetained(tombstone, now) && tombstones.delete(hash)) count++;
+      }
       const expired = (expiresAt: Date) => expiresAt.getTime() <= now.getTime();
       for (const [key, expiresAt] of claims) {
         if (expired(expiresAt) && claims.delete(key)) count++;

@@ -1,4 +1,5 @@
 import {
+  MongoBulkWriteError,
   MongoClientClosedError,
   MongoNetworkError,
   MongoNotConnectedError,
@@ -37,6 +38,16 @@ const NETWORK_ERROR_CODES = new Set(["EPIPE", "ECONNRESET", "ECONNREFUSED", "ECO
 
 export function isDuplicateKeyError(error: unknown): boolean {
   return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
+}
+
+/**
+ * An unordered insertMany whose every failed document failed only on a
+ * duplicate key (the documents already there win; the rest were inserted).
+ */
+export function isOnlyDuplicateKeyErrors(error: unknown): boolean {
+  if (!(error instanceof MongoBulkWriteError)) return isDuplicateKeyError(error);
+  const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+  return error.err === undefined && writeErrors.length > 0 && writeErrors.every((e) => e?.code === DUPLICATE_KEY);
 }
 
 export function isUnavailableError(error: unknown): boolean {

@@ -1,27 +1,44 @@
 import { MongoClient, type Collection, type Db } from "mongodb";
 import type { AuditEvent } from "../domain/audit-event.js";
-import type { LinkRecord } from "../domain/link.js";
+import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
-import { isDuplicateKeyError, isUnavailableError, translateErrors } from "./mongo-errors.js";
-import type { AuditStore, ClaimStore, LinkStore, OperationOptions, RateLimitStore, Store, UserStore } from "../domain/store.js";
+import { isDuplicateKeyError, isOnlyDuplicateKeyErrors, isUnavailableError, translateErrors } from "./mongo-errors.js";
+import type {
+  AuditStore,
+  ClaimStore,
+  LinkStore,
+  OperationOptions,
+  RateLimitStore,
+  Store,
+  TombstoneStore,
+  UserStore,
+} from "../domain/store.js";
 
 // The MongoDB store (official driver). Collections:
 //   users        _id = user id; unique index on the normalized email
 //   link_tokens  _id = SHA-256 of the link token (so it is unique, and a
 //                hashed shard key on _id spreads it); indexes on {email,type}
-//                and {userId,type}; TTL on expiresAt
+//                and {userId,type}; TTL on retainUntil (expiresAt plus the
+//                tombstone grace: an expired link stays, unusable, so that
+//                PreviewLink can still say "expired")
+//   link_tombstones _id = the token hash of a link that was used, replaced
+//                or revoked; TTL on retainUntil (copied from the link)
 //   claims       _id = the claimed key (one-time code attempts, email-change
 //                confirmations); TTL on expiresAt
 //   rate_limits  one document per hit: _id = bucket|window|slot, slots
 //                numbered from 1; index on {bucket,window,slot}; TTL
 //   audit_events one document per call; indexes on {email,at} and
 //                {userId,at}; TTL on expiresAt (the retention)
-// Redemption reads the link, checks its type and expiry (so the TTL monitor's
-// lag never matters), then deletes it; only the caller whose delete removed
-// the document gets it. Links never change after insert, so the read cannot
-// be stale. Servers without TTL indexes (FerretDB 1.x
-// answers NotImplemented) get a purge loop instead.
+// Redemption reads the link, checks its type and expiry (every read checks
+// expiresAt itself: the TTL index only reclaims space, later), then deletes
+// it; only the caller whose delete removed the document gets it. Links never
+// change after insert, so the read cannot be stale. The other deleting
+// methods find their links, then delete each by _id, and report only those
+// whose delete count was theirs: a link consumed in between is reported by
+// consume alone, so it gets one tombstone, "used". Tombstone inserts are
+// unique on _id: the first one recorded for a hash wins. Servers without TTL
+// indexes (FerretDB 1.x answers NotImplemented) get a purge loop instead.
 
 export interface MongoStoreOptions {
   readonly uri: string;
@@ -64,6 +81,8 @@ type AuditDoc = AuditEvent & { expiresAt: Date };
 
 interface LinkDoc {
   _id: string;
+  /** Absent on documents stored before it existed (backfilled at start-up). */
+  retainUntil?: Date;
   otpHash: string;
   type: LinkRecord["type"];
   userId: string;
@@ -75,7 +94,22 @@ interface LinkDoc {
   emailChange?: LinkRecord["emailChange"];
 }
 
+interface TombstoneDoc {
+  _id: string;
+  ending: LinkTombstone["ending"];
+  at: Date;
+  type: LinkRecord["type"];
+  userId: string;
+  email: string;
+  redirectTo?: string;
+  issuedAt: Date;
+  expiresAt: Date;
+  retainUntil: Date;
+}
+
 const NOT_IMPLEMENTED = 238;
+const INDEX_NOT_FOUND = 27;
+const NAMESPACE_NOT_FOUND = 26;
 
 export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
   const client = new MongoClient(options.uri, {
@@ -105,10 +139,16 @@ export function databaseFromUri(uri: string): string | undefined {
 /** Create collections' indexes (idempotent). Reports whether TTL indexes are supported. */
 async function ensureIndexes(db: Db, logger: Logger): Promise<{ ttl: boolean }> {
   await db.collection("users").createIndex({ email: 1 }, { unique: true, name: "email_unique" });
-  const links = db.collection("link_tokens");
+  const links = db.collection<LinkDoc>("link_tokens");
   await links.createIndex({ email: 1, type: 1 }, { name: "email_type" });
   await links.createIndex({ userId: 1, type: 1 }, { name: "user_type" });
-  const ttl = await createTtlIndex(links, "expiresAt", logger);
+  await backfillRetainUntil(links);
+  const ttl = await createTtlIndex(links, "retainUntil", logger);
+  // Before tombstones, link documents expired at expiresAt: that index would
+  // delete expired links before PreviewLink could call them expired.
+  await dropIndexIfPresent(links, "expiresAt_ttl");
+  await dropIndexIfPresent(links, "expiresAt_purge");
+  await createTtlIndex(db.collection("link_tombstones"), "retainUntil", undefined);
   await createTtlIndex(db.collection("claims"), "expiresAt", undefined);
   const rateLimits = db.collection("rate_limits");
   await rateLimits.createIndex({ bucket: 1, window: 1, slot: -1 }, { name: "bucket_window_slot" });
@@ -120,8 +160,36 @@ async function ensureIndexes(db: Db, logger: Logger): Promise<{ ttl: boolean }> 
   return { ttl };
 }
 
+/**
+ * Link documents stored before retainUntil existed are given their expiresAt
+ * (they had no grace period), so the TTL index or the purge on retainUntil
+ * removes them too. Idempotent: once done, nothing matches. Documents an
+ * older instance stores during a rolling upgrade are caught at the next
+ * start-up.
+ */
+async function backfillRetainUntil(links: Collection<LinkDoc>): Promise<void> {
+  const legacy = await links.find({ retainUntil: { $exists: false } }, { projection: { _id: 1, expiresAt: 1 } }).toArray();
+  if (legacy.length === 0) return;
+  await links.bulkWrite(
+    legacy.map((doc) => ({
+      updateOne: { filter: { _id: doc._id }, update: { $set: { retainUntil: doc.expiresAt } } },
+    })),
+    { ordered: false },
+  );
+}
+
+/** Drop an index by name if it exists (idempotent, and harmless when another instance drops it first). */
+async function dropIndexIfPresent(collection: Collection<LinkDoc>, name: string): Promise<void> {
+  try {
+    await collection.dropIndex(name);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code !== INDEX_NOT_FOUND && code !== NAMESPACE_NOT_FOUND) throw error;
+  }
+}
+
 /** Logs the fallback once per start-up: pass a logger only for the first collection. */
-async function createTtlIndex(collection: Collection, field: string, logger: Logger | undefined): Promise<boolean> {
+async function createTtlIndex<T extends object>(collection: Collection<T>, field: string, logger: Logger | undefined): Promise<boolean> {
   try {
     await collection.createIndex({ [field]: 1 }, { expireAfterSeconds: 0, name: `${field}_ttl` });
     return true;
@@ -138,6 +206,7 @@ async function createTtlIndex(collection: Collection, field: string, logger: Log
 function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
   const users = db.collection<UserDoc>("users");
   const links = db.collection<LinkDoc>("link_tokens");
+  const tombstones = db.collection<TombstoneDoc>("link_tombstones");
   const claims = db.collection<ClaimDoc>("claims");
   const rateHits = db.collection<RateHitDoc>("rate_limits");
   const auditEvents = db.collection<AuditDoc>("audit_events");
@@ -217,17 +286,36 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
   };
 
+  /**
+   * Delete the found links one by one (their _ids are the shard key, and each
+   * delete's count says whether this call removed that link); returns those
+   * it removed. The deletes run together, so this is one round trip; all of
+   * them settle before a failure is reported.
+   */
+  const deleteEach = async (docs: readonly LinkDoc[]): Promise<LinkRecord[]> => {
+    const settled = await Promise.allSettled(docs.map((doc) => links.deleteOne({ _id: doc._id })));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failed) throw failed.reason;
+    return docs
+      .filter((_, i) => (settled[i] as PromiseFulfilledResult<{ deletedCount: number }>).value.deletedCount === 1)
+      .map((doc) => toLink(doc) as LinkRecord);
+  };
+  const stillRetained = <T extends { retainUntil?: Date; expiresAt: Date }>(doc: T | null, now: Date): T | undefined =>
+    doc && now.getTime() < (doc.retainUntil ?? doc.expiresAt).getTime() ? doc : undefined;
+
   const linkStore: LinkStore = {
     insert: (records, options) =>
       run(options, async () => {
         await links.insertMany(records.map(fromLink), { ordered: true });
       }),
+    find: (tokenHash, now, options) =>
+      run(options, async () => toLink(stillRetained(await links.findOne({ _id: tokenHash }, read(options)), now) ?? null)),
     deleteOlderIssues: (userId, type, issuedAt, issueId, options) =>
       run(options, async () => {
-        const result = await links.deleteMany(
-          { userId, type, $or: [{ issuedAt: { $lt: issuedAt } }, { issuedAt, issueId: { $lt: issueId } }] },
-        );
-        return result.deletedCount;
+        const older = await links
+          .find({ userId, type, $or: [{ issuedAt: { $lt: issuedAt } }, { issuedAt, issueId: { $lt: issueId } }] }, read(options))
+          .toArray();
+        return deleteEach(older);
       }),
     removeIfSuperseded: (userId, type, issuedAt, issueId, options) =>
       run(options, async () => {
@@ -235,12 +323,11 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
           { userId, type, $or: [{ issuedAt: { $gt: issuedAt } }, { issuedAt, issueId: { $gt: issueId } }] },
           { ...read(options), projection: { _id: 1 } },
         );
-        if (!newer) return false;
-        await links.deleteMany({ userId, type, issueId });
-        return true;
+        if (!newer) return [];
+        return deleteEach(await links.find({ userId, type, issueId }, read(options)).toArray());
       }),
     deleteAllForUser: (userId, options) =>
-      run(options, async () => (await links.deleteMany({ userId })).deletedCount),
+      run(options, async () => deleteEach(await links.find({ userId }, read(options)).toArray())),
     consume: (tokenHash, type, now, options) =>
       run(options, async () => {
         // Looked up by _id alone, which every compatible server answers from
@@ -258,9 +345,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
     delete: (tokenHash, options) =>
-      run(options, async () => {
-        await links.deleteOne({ _id: tokenHash });
-      }),
+      run(options, async () => (await links.deleteOne({ _id: tokenHash })).deletedCount === 1),
     restore: (link, options) =>
       run(options, async () => {
         try {
@@ -268,6 +353,26 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         } catch (error) {
           if (!isDuplicateKeyError(error)) throw error; // already back: nothing to do
         }
+      }),
+  };
+
+  const tombstoneStore: TombstoneStore = {
+    record: (records, options) =>
+      run(options, async () => {
+        if (records.length === 0) return;
+        try {
+          // Unordered: every new hash is recorded even when another already
+          // has its tombstone (which stays: the first writer wins).
+          await tombstones.insertMany(records.map(fromTombstone), { ordered: false });
+        } catch (error) {
+          if (!isOnlyDuplicateKeyErrors(error)) throw error;
+        }
+      }),
+    find: (tokenHash, now, options) =>
+      run(options, async () => toTombstone(stillRetained(await tombstones.findOne({ _id: tokenHash }, read(options)), now))),
+    remove: (tokenHash, options) =>
+      run(options, async () => {
+        await tombstones.deleteOne({ _id: tokenHash });
       }),
   };
 
@@ -329,6 +434,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
     kind: "mongodb",
     users: userStore,
     links: linkStore,
+    tombstones: tombstoneStore,
     claims: claimStore,
     rateLimits: rateLimitStore,
     audit: auditStore,
@@ -336,8 +442,10 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
     purgeExpired: (now) =>
       translateErrors(async () => {
         const expired = { expiresAt: { $lte: now } };
+        const forgotten = { retainUntil: { $lte: now } };
         const results = await Promise.all([
-          links.deleteMany(expired),
+          links.deleteMany(forgotten),
+          tombstones.deleteMany(forgotten),
           claims.deleteMany(expired),
           rateHits.deleteMany(expired),
           auditEvents.deleteMany(expired),
@@ -392,6 +500,7 @@ function fromLink(link: LinkRecord): LinkDoc {
     issueId: link.issueId,
     issuedAt: link.issuedAt,
     expiresAt: link.expiresAt,
+    retainUntil: link.retainUntil,
     emailChange: link.emailChange,
   } as LinkDoc;
 }
@@ -408,7 +517,39 @@ function toLink(doc: LinkDoc | null): LinkRecord | undefined {
     issueId: doc.issueId,
     issuedAt: doc.issuedAt,
     expiresAt: doc.expiresAt,
+    retainUntil: doc.retainUntil ?? doc.expiresAt,
     emailChange: doc.emailChange ?? undefined,
+  };
+}
+
+function fromTombstone(tombstone: LinkTombstone): TombstoneDoc {
+  return {
+    _id: tombstone.tokenHash,
+    ending: tombstone.ending,
+    at: tombstone.at,
+    type: tombstone.type,
+    userId: tombstone.userId,
+    email: tombstone.email,
+    redirectTo: tombstone.redirectTo,
+    issuedAt: tombstone.issuedAt,
+    expiresAt: tombstone.expiresAt,
+    retainUntil: tombstone.retainUntil,
+  } as TombstoneDoc;
+}
+
+function toTombstone(doc: TombstoneDoc | undefined): LinkTombstone | undefined {
+  if (!doc) return undefined;
+  return {
+    tokenHash: doc._id,
+    ending: doc.ending,
+    at: doc.at,
+    type: doc.type,
+    userId: doc.userId,
+    email: doc.email,
+    redirectTo: doc.redirectTo ?? undefined,
+    issuedAt: doc.issuedAt,
+    expiresAt: doc.expiresAt,
+    retainUntil: doc.retainUntil,
   };
 }
 

@@ -5,6 +5,7 @@ import { startAuthlink } from "../../src/authlink.js";
 import { loadConfig } from "../../src/config/config.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
+import { linkParams } from "../support/links.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { Code, connectClient, reasonOf, rejection } from "../support/clients.js";
 import { testEnv } from "../support/test-server.js";
@@ -41,14 +42,14 @@ function storeWithFailingAudit() {
   return { store, failing };
 }
 
-const tokenOf = (actionLink: string) => new URL(actionLink).searchParams.get("token") ?? "";
+const tokenOf = (actionLink: string) => linkParams(actionLink).get("token") ?? "";
 
 test("events name the caller, the subject and the outcome, and hold hashes only", async () => {
   const store = createMemoryStore();
   const { running, lines, key } = await start(store);
   const admin = connectClient(running.url, { key });
   const generated = await admin.generateLink({ type: LinkType.MAGICLINK, email: "Audit@Example.com" });
-  const token = new URL(generated.actionLink).searchParams.get("token") ?? "";
+  const token = linkParams(generated.actionLink).get("token") ?? "";
   await connectClient(running.url).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: token } });
   await rejection(connectClient(running.url).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: token } }));
 
@@ -75,12 +76,19 @@ test("events name the caller, the subject and the outcome, and hold hashes only"
 
 test("a generation that cannot be audited is refused: nothing handed out, nothing usable left, the earlier link untouched", async () => {
   const { store, failing } = storeWithFailingAudit();
-  const { running, key } = await start(store);
+  const metrics = createMetrics();
+  const { running, key, lines } = await start(store, metrics);
   const admin = connectClient(running.url, { key });
   const email = "unaudited@example.com";
   const earlier = await admin.generateLink({ type: LinkType.MAGICLINK, email });
   failing.on = true;
-  const error = await rejection(admin.generateLink({ type: LinkType.MAGICLINK, email }));
+  const error = await rejection(admin.generateLink({ type: LinkType.MAGICLINK, email }, { headers: { "x-request-id": "refused-generation" } }));
+  const outcomes = lines
+    .map((l) => JSON.parse(l) as { msg: string; audit?: { requestId?: string; outcome: string } })
+    .filter((l) => l.msg === "call" && l.audit?.requestId === "refused-generation")
+    .map((l) => l.audit?.outcome);
+  assert.deepEqual(outcomes, ["store_unavailable"], "recorded as what it became, never as issued");
+  assert.match(await metrics.registry.metrics(), /^authlink_links_issued_total\{type="magiclink"\} 1$/m, "only the earlier link counts");
   assert.equal(error.code, Code.Unavailable);
   assert.equal(reasonOf(error), "store_unavailable");
   assert.doesNotMatch(error.message, /audit collection/);

@@ -1,5 +1,6 @@
 import { MongoClient } from "mongodb";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { linkParams } from "../support/links.js";
 import { connectClient } from "../support/clients.js";
 import { ManualClock } from "../support/manual-clock.js";
 import { startTestServer } from "../support/test-server.js";
@@ -23,7 +24,7 @@ const server = await startTestServer({
 
 const admin = connectClient(server.url, { protocol: "connect", key: server.serviceKey });
 const anyone = connectClient(server.url, { protocol: "connect" });
-const tokenOf = (link: { actionLink: string }) => new URL(link.actionLink).searchParams.get("token") ?? "";
+const tokenOf = (link: { actionLink: string }) => linkParams(link.actionLink).get("token") ?? "";
 
 const used: string[] = [];
 const expired: string[] = [];

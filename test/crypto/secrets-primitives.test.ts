@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import { constantTimeEqual } from "../../src/crypto/constant-time.js";
 import { hashLinkToken, isWellFormedLinkToken, newLinkToken } from "../../src/crypto/link-token.js";
 import { createOtpCodec } from "../../src/crypto/otp.js";
-import { createArgon2Hasher, meetsOwaspMinimum } from "../../src/crypto/passwords.js";
+import { createArgon2Hasher, meetsOwaspMinimum, standardPhc } from "../../src/crypto/passwords.js";
 import { Secret } from "../../src/crypto/secret.js";
 import { createServiceKeyMatcher, serviceKeyIdentity } from "../../src/identity/service-keys.js";
 
@@ -78,9 +78,18 @@ describe("passwords", () => {
   test("argon2id PHC strings that verify", async () => {
     const hasher = createArgon2Hasher({ memoryKiB: 19456, iterations: 2, parallelism: 1 });
     const phc = await hasher.hash("correct horse");
-    assert.match(phc, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$|^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
+    // The standard PHC order (m, t, p), which other argon2 libraries expect.
+    assert.match(phc, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/);
     assert.ok(await hasher.verify(phc, "correct horse"));
     assert.ok(!(await hasher.verify(phc, "correct horse ")));
+  });
+
+  test("hashes stored in the argon2 package's old order (m, p, t) still verify", async () => {
+    const hasher = createArgon2Hasher({ memoryKiB: 19456, iterations: 2, parallelism: 1 });
+    const old = (await hasher.hash("correct horse")).replace(/m=(\d+),t=(\d+),p=(\d+)/, "m=$1,p=$3,t=$2");
+    assert.match(old, /m=19456,p=1,t=2\$/);
+    assert.ok(await hasher.verify(old, "correct horse"));
+    assert.equal(standardPhc(old).includes("m=19456,t=2,p=1$"), true);
   });
 
   test("OWASP minimums", () => {

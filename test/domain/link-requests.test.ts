@@ -9,11 +9,13 @@ import { Secret } from "../../src/crypto/secret.js";
 
 const settings: LinkSettings = {
   publicUrl: new URL("https://auth.example.com"),
+  actionLink: { kind: "verify_page", publicUrl: new URL("https://auth.example.com") },
   expiry: { defaultMs: { signup: 1, magiclink: 2, recovery: 3, invite: 4, email_change: 5 }, minMs: 60_000, maxMs: 600_000 },
   otpMaxAttempts: 5,
   secureEmailChange: true,
   password: { minLength: 8 },
   maxUserDataBytes: 100,
+  tombstoneGraceMs: 86_400_000,
 };
 const redirects = compileRedirectPolicy(["https://app.example.com/**"]).policy;
 const otp = createOtpCodec(new Secret("x".repeat(32)), 6);

@@ -5,14 +5,23 @@ import { formatDurationMs, parseDurationMs } from "../../src/domain/durations.js
 import { passwordWeakness } from "../../src/domain/password-policy.js";
 
 describe("action links", () => {
-  test("built on the configured base, with its path, never on the request", () => {
-    const token = "T".repeat(43);
-    assert.equal(buildActionLink(new URL("https://a.example.com"), token, "magiclink", undefined), `https://a.example.com/verify?token=${token}&type=magiclink`);
-    assert.equal(buildActionLink(new URL("https://a.example.com/auth"), token, "signup", undefined), `https://a.example.com/auth/verify?token=${token}&type=signup`);
-    assert.equal(buildActionLink(new URL("https://a.example.com/auth/"), token, "invite", undefined), `https://a.example.com/auth/verify?token=${token}&type=invite`);
-    const withRedirect = new URL(buildActionLink(new URL("https://a.example.com"), token, "recovery", "https://app.example.com/x?a=1&b=2#f"));
-    assert.equal(withRedirect.searchParams.get("redirect_to"), "https://app.example.com/x?a=1&b=2#f");
-    assert.equal(withRedirect.hash, "");
+  const page = (base: string) => ({ kind: "verify_page" as const, publicUrl: new URL(base) });
+  const token = "T".repeat(43);
+
+  test("the verify page on the configured base, with the secret in the fragment", () => {
+    assert.equal(buildActionLink(page("https://a.example.com"), token, "magiclink", undefined), `https://a.example.com/verify#token=${token}&type=magiclink`);
+    assert.equal(buildActionLink(page("https://a.example.com/auth"), token, "signup", undefined), `https://a.example.com/auth/verify#token=${token}&type=signup`);
+    assert.equal(buildActionLink(page("https://a.example.com/auth/"), token, "invite", undefined), `https://a.example.com/auth/verify#token=${token}&type=invite`);
+    const withRedirect = new URL(buildActionLink(page("https://a.example.com"), token, "recovery", "https://app.example.com/x?a=1&b=2#f"));
+    assert.equal(withRedirect.search, "");
+    assert.equal(new URLSearchParams(withRedirect.hash.slice(1)).get("redirect_to"), "https://app.example.com/x?a=1&b=2#f");
+  });
+
+  test("an operator's template: each placeholder URL-encoded", () => {
+    const format = { kind: "template" as const, template: "https://app.example.com/auth/confirm?t={token}&kind={type}&next={redirect_to}" };
+    const link = new URL(buildActionLink(format, token, "email_change", "https://app.example.com/x?a=1&b=2"));
+    assert.equal(link.origin + link.pathname, "https://app.example.com/auth/confirm");
+    assert.deepEqual([...link.searchParams], [["t", token], ["kind", "email_change"], ["next", "https://app.example.com/x?a=1&b=2"]]);
   });
 });
 

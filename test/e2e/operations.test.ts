@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import * as protoLoader from "@grpc/proto-loader";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { linkParams } from "../support/links.js";
 import { connectClient, grpc, rejection } from "../support/clients.js";
 import { useTestDatabase } from "../support/mongo.js";
 import { mongoHostPort, startTcpProxy, viaProxy, type TcpProxy } from "../support/tcp-proxy.js";
@@ -155,7 +156,7 @@ describe("metrics", () => {
     const admin = connectClient(server.url, { protocol: "grpc", key: server.serviceKey });
     const a = await admin.generateLink({ type: LinkType.MAGICLINK, email: "metrics-a@example.com" });
     await admin.generateLink({ type: LinkType.RECOVERY, email: "metrics-a@example.com" });
-    const token = new URL(a.actionLink).searchParams.get("token") ?? "";
+    const token = linkParams(a.actionLink).get("token") ?? "";
     await connectClient(server.url, { protocol: "connect" }).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: token } });
     await rejection(connectClient(server.url, { protocol: "connect" }).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: token } }));
     await rejection(connectClient(server.url, { protocol: "grpc", key: null }).generateLink({ type: LinkType.MAGICLINK, email: "x@example.com" }));

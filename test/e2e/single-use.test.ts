@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { linkParams } from "../support/links.js";
 import { Code, connectClient, grpcJsClient, reasonOf, rejection } from "../support/clients.js";
 import { useTestDatabase } from "../support/mongo.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
@@ -26,7 +27,7 @@ async function magicLink(email: string) {
     type: LinkType.MAGICLINK,
     email,
   });
-  return { generated, token: new URL(generated.actionLink).searchParams.get("token") ?? "" };
+  return { generated, token: linkParams(generated.actionLink).get("token") ?? "" };
 }
 
 test("50 concurrent VerifyLink calls on one token: exactly one succeeds", async () => {

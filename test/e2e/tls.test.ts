@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { linkParams } from "../support/links.js";
 import { createTestCa, type IssuedCert } from "../support/certs.js";
 import { Code, connectClient, grpc, grpcJsClient, grpcJsReason, reasonOf, rejection } from "../support/clients.js";
 import { useTestDatabase } from "../support/mongo.js";
@@ -91,7 +92,7 @@ describe("the service role by client certificate", () => {
   test("a SPIFFE identity over Connect (HTTP/1.1 over TLS)", async () => {
     const client = connectClient(server.url, { protocol: "connect", httpVersion: "1.1", tls: tlsWith("spiffe") });
     const generated = await client.generateLink(magic());
-    assert.ok(generated.actionLink.startsWith("https://auth.example.com/verify?"));
+    assert.ok(generated.actionLink.startsWith("https://auth.example.com/verify#"));
   });
 
   test("a service key works over TLS without a certificate", async () => {
@@ -137,7 +138,7 @@ describe("refusals are statuses with reasons, never dropped handshakes", () => {
 
   test("a bad certificate does not block the public VerifyLink", async () => {
     const generated = await connectClient(server.url, { protocol: "grpc", tls: tlsWith("spiffe") }).generateLink(magic());
-    const token = new URL(generated.actionLink).searchParams.get("token") ?? "";
+    const token = linkParams(generated.actionLink).get("token") ?? "";
     const verified = await connectClient(server.url, { protocol: "connect", tls: tlsWith("rogue") }).verifyLink({
       type: LinkType.MAGICLINK,
       credential: { case: "token", value: token },

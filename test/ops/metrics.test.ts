@@ -115,6 +115,7 @@ test("calls, audit events, store operations and refusals show up exactly in a sc
     issueId: "i1",
     issuedAt: now,
     expiresAt: new Date(now.getTime() + 60_000),
+    retainUntil: new Date(now.getTime() + 60_000),
   };
   await store.links.insert([link]);
   const failed = store.links.insert([link]);

@@ -38,13 +38,16 @@ const versions: readonly Version[] = ["v1", "v1alpha"];
 const stubAdminAuthService: ServiceImpl<typeof AdminAuthService> = {
   generateLink(request) {
     return {
-      actionLink: "https://auth.example.com/verify?type=magiclink&token=stub",
+      actionLink: "https://auth.example.com/verify#type=magiclink&token=stub",
       verificationType: request.type,
       user: { id: "user-1", email: request.email },
     };
   },
   verifyLink(request) {
     return { verificationType: request.type };
+  },
+  previewLink(request) {
+    return { type: request.type };
   },
 };
 
@@ -135,7 +138,7 @@ describe("buf curl", () => {
       `${server.url}/authlink.v1.AdminAuthService/GenerateLink`,
     );
     assert.deepEqual(JSON.parse(output), {
-      actionLink: "https://auth.example.com/verify?type=magiclink&token=stub",
+      actionLink: "https://auth.example.com/verify#type=magiclink&token=stub",
       verificationType: "LINK_TYPE_MAGICLINK",
       user: { id: "user-1", email: "a@example.com" },
     });
@@ -248,6 +251,7 @@ for (const version of versions) {
         [
           ["GenerateLink", ".authlink.v1.GenerateLinkRequest", ".authlink.v1.GenerateLinkResponse"],
           ["VerifyLink", ".authlink.v1.VerifyLinkRequest", ".authlink.v1.VerifyLinkResponse"],
+          ["PreviewLink", ".authlink.v1.PreviewLinkRequest", ".authlink.v1.PreviewLinkResponse"],
         ],
       );
       // The access policy lives in a custom method option; a client that
@@ -255,11 +259,11 @@ for (const version of versions) {
       const policy = Object.fromEntries(
         (service?.method ?? []).map((m) => [m.name, m.options ? getExtension(m.options, access) : undefined]),
       );
-      assert.deepEqual(policy, { GenerateLink: Access.SERVICE_ROLE, VerifyLink: Access.PUBLIC });
+      assert.deepEqual(policy, { GenerateLink: Access.SERVICE_ROLE, VerifyLink: Access.PUBLIC, PreviewLink: Access.PUBLIC });
       // Self-contained: the files resolve with nothing else at hand.
       assert.ok(first);
       const registry = createFileRegistry(first, (name) => files.find((f) => f.name === name));
-      assert.equal(registry.getService("authlink.v1.AdminAuthService")?.methods.length, 2);
+      assert.equal(registry.getService("authlink.v1.AdminAuthService")?.methods.length, 3);
     });
 
     const symbols: [string, string][] = [

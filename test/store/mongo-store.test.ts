@@ -8,6 +8,7 @@ import { createCapturedLogger } from "../support/captured-logger.js";
 import { openTestStore, testMongoUri, useTestDatabase, type TestDatabase } from "../support/mongo.js";
 import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js";
 import { newLink, newUser, runStoreContract } from "./store-contract.js";
+import { tombstoneOf } from "../../src/domain/link.js";
 
 // The MongoDB store: the shared contract (each test on a database of its
 // own), plus what only a real server can tell — indexes, TTL support as the
@@ -87,6 +88,7 @@ async function notUnavailable(store: Store): Promise<string[]> {
     "users.completeEmailChange": () => store.users.completeEmailChange(user.id, { id: "c", newEmail: "n@example.com" }, now),
     "users.cancelEmailChange": () => store.users.cancelEmailChange(user.id, "c", now),
     "links.insert": () => store.links.insert([link]),
+    "links.find": () => store.links.find(link.tokenHash, now),
     "links.deleteOlderIssues": () => store.links.deleteOlderIssues(link.userId, link.type, now, "i"),
     "links.removeIfSuperseded": () => store.links.removeIfSuperseded(link.userId, link.type, now, "i"),
     "links.deleteAllForUser": () => store.links.deleteAllForUser(link.userId),
@@ -94,6 +96,9 @@ async function notUnavailable(store: Store): Promise<string[]> {
     "links.findLiveByEmail": () => store.links.findLiveByEmail(link.email, link.type, now, 10),
     "links.delete": () => store.links.delete(link.tokenHash),
     "links.restore": () => store.links.restore(link),
+    "tombstones.record": () => store.tombstones.record([tombstoneOf(link, "used", now)]),
+    "tombstones.find": () => store.tombstones.find(link.tokenHash, now),
+    "tombstones.remove": () => store.tombstones.remove(link.tokenHash),
     "claims.claim": () => store.claims.claim("k", now),
     "claims.claimed": () => store.claims.claimed(["k"], now),
     "rateLimits.count": () => store.rateLimits.count("b", now),
@@ -127,13 +132,17 @@ describe("MongoDB store: on the server", () => {
         const links = await indexes(on, "link_tokens");
         assert.ok(links.some((i) => i.key === '{"email":1,"type":1}'), `link_tokens indexes: ${JSON.stringify(links)}`);
         assert.ok(links.some((i) => i.key === '{"userId":1,"type":1}'));
-        const expiry = links.filter((i) => i.key === '{"expiresAt":1}');
-        assert.equal(expiry.length, 1, "one index on expiresAt");
-
+        assert.equal(links.filter((i) => i.key === '{"expiresAt":1}').length, 0, "links no longer go at expiresAt");
         const ttl = await serverSupportsTtl(on);
         assert.equal(store.needsPurge, !ttl, "needsPurge is true exactly when the server refuses TTL indexes");
-        if (ttl) assert.equal(expiry[0]!.expireAfterSeconds, 0, "a TTL index expiring at expiresAt");
-        else assert.equal(expiry[0]!.expireAfterSeconds, undefined, "a plain index (for the purge)");
+
+        // Links (kept expired for the grace period) and tombstones go at retainUntil.
+        for (const collection of ["link_tokens", "link_tombstones"]) {
+          const retention = (await indexes(on, collection)).filter((i) => i.key === '{"retainUntil":1}');
+          assert.equal(retention.length, 1, `${collection}: one index on retainUntil`);
+          if (ttl) assert.equal(retention[0]!.expireAfterSeconds, 0, `${collection}: a TTL index expiring at retainUntil`);
+          else assert.equal(retention[0]!.expireAfterSeconds, undefined, `${collection}: a plain index (for the purge)`);
+        }
 
         for (const collection of ["claims", "rate_limits", "audit_events"]) {
           const found = (await indexes(on, collection)).filter((i) => i.key === '{"expiresAt":1}');
@@ -164,7 +173,7 @@ describe("MongoDB store: on the server", () => {
     const on = database.client.db(scratch.name);
     try {
       await withStore(openTestStore(scratch), async (first) => {
-        const collections = ["users", "link_tokens", "claims", "rate_limits", "audit_events"];
+        const collections = ["users", "link_tokens", "link_tombstones", "claims", "rate_limits", "audit_events"];
         const before = await Promise.all(collections.map((c) => indexes(on, c)));
         await withStore(openTestStore(scratch), async (second) => {
           const after = await Promise.all(collections.map((c) => indexes(on, c)));
@@ -192,9 +201,56 @@ describe("MongoDB store: on the server", () => {
       assert.equal(doc.otpHash, link.otpHash);
       assert.deepEqual(
         Object.keys(doc).sort(),
-        ["_id", "email", "expiresAt", "issueId", "issuedAt", "otpHash", "redirectTo", "type", "userId"],
+        ["_id", "email", "expiresAt", "issueId", "issuedAt", "otpHash", "redirectTo", "retainUntil", "type", "userId"],
       );
     });
+  });
+
+  test("tombstones are stored by token hash, with no code HMAC", async () => {
+    await withStore(openTestStore(database), async (store) => {
+      const link = newLink({ redirectTo: "https://app.example.com/" });
+      await store.tombstones.record([tombstoneOf(link, "revoked", new Date("2030-06-01T12:00:05Z"))]);
+      const doc = await db.collection("link_tombstones").findOne({ _id: link.tokenHash as never });
+      assert.ok(doc);
+      assert.deepEqual(
+        Object.keys(doc).sort(),
+        ["_id", "at", "email", "ending", "expiresAt", "issuedAt", "redirectTo", "retainUntil", "type", "userId"],
+      );
+      assert.equal(doc.ending, "revoked");
+      assert.deepEqual(doc.retainUntil, link.retainUntil);
+    });
+  });
+
+  test("an existing deployment: the old expiry index on expiresAt is dropped and old links get a retainUntil, idempotently", async () => {
+    const scratch = scratchDatabase();
+    const on = database.client.db(scratch.name);
+    try {
+      // As the previous version left it: links expiring at expiresAt (a TTL
+      // index where the server has them, else a plain one for the purge),
+      // documents without retainUntil.
+      const links = on.collection("link_tokens");
+      const ttl = await serverSupportsTtl(on);
+      if (ttl) await links.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "expiresAt_ttl" });
+      else await links.createIndex({ expiresAt: 1 }, { name: "expiresAt_purge" });
+      const old = newLink({ expiresAt: new Date("2030-06-01T13:00:00Z") });
+      const { retainUntil: _, ...legacy } = old;
+      await links.insertOne({ _id: legacy.tokenHash, ...legacy, tokenHash: undefined } as never, { ignoreUndefined: true });
+
+      for (let start = 0; start < 2; start++) {
+        await withStore(openTestStore(scratch), async (store) => {
+          const names = (await indexes(on, "link_tokens")).map((i) => i.name);
+          assert.ok(!names.includes("expiresAt_ttl") && !names.includes("expiresAt_purge"), `start ${start}: ${names.join()}`);
+          assert.ok(names.includes(ttl ? "retainUntil_ttl" : "retainUntil_purge"), `start ${start}: ${names.join()}`);
+          const doc = await links.findOne({ _id: old.tokenHash as never });
+          assert.deepEqual(doc?.retainUntil, old.expiresAt, "an old link is kept until its expiry, as before");
+          const found = await store.links.find(old.tokenHash, new Date("2030-06-01T12:00:00Z"));
+          assert.equal(found?.tokenHash, old.tokenHash);
+          assert.deepEqual(found?.retainUntil, old.expiresAt);
+        });
+      }
+    } finally {
+      await on.dropDatabase();
+    }
   });
 
   // A hang fails the test through its timeout; how fast is not asserted here.

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 import type { AuditEvent } from "../../src/domain/audit-event.js";
-import type { LinkRecord } from "../../src/domain/link.js";
+import { tombstoneOf, type LinkEnding, type LinkRecord } from "../../src/domain/link.js";
 import type { PendingEmailChange, User } from "../../src/domain/user.js";
 import type { Store } from "../../src/domain/store.js";
 
@@ -27,6 +27,8 @@ export type OpenStore = () => Promise<OpenedStore>;
 const T0 = new Date("2030-06-01T12:00:00.000Z");
 const at = (ms: number): Date => new Date(T0.getTime() + ms);
 const HOUR = 3_600_000;
+/** The tombstone grace these tests give links by default. */
+const GRACE = 24 * HOUR;
 
 /**
  * Values without their undefined properties: `{ a: undefined }` and `{}` mean
@@ -80,7 +82,9 @@ export function newChange(overrides: Partial<PendingEmailChange> = {}): PendingE
   return { id: unique("change"), newEmail: newEmail("new"), requireCurrent: false, requestedAt: at(1), ...overrides };
 }
 
+/** A link; retainUntil defaults to its expiry plus GRACE. */
 export function newLink(overrides: Partial<LinkRecord> = {}): LinkRecord {
+  const expiresAt = overrides.expiresAt ?? at(HOUR);
   return {
     tokenHash: unique("hash"),
     otpHash: unique("otp"),
@@ -89,10 +93,14 @@ export function newLink(overrides: Partial<LinkRecord> = {}): LinkRecord {
     email: newEmail("to"),
     issueId: unique("issue"),
     issuedAt: T0,
-    expiresAt: at(HOUR),
+    expiresAt,
+    retainUntil: new Date(expiresAt.getTime() + GRACE),
     ...overrides,
   };
 }
+
+const byHash = <T extends { tokenHash: string }>(values: readonly T[]): T[] =>
+  [...values].sort((x, y) => x.tokenHash.localeCompare(y.tokenHash));
 
 export function runStoreContract(name: string, open: OpenStore): void {
   /** A test with a fresh store, closed (and cleaned up) afterwards whatever happens. */
@@ -473,7 +481,6 @@ export function runStoreContract(name: string, open: OpenStore): void {
           newLink({ email: newEmail("other") }),
           newLink({ email: email.toUpperCase() }), // addresses are compared as given (normalized upstream)
         ]);
-        const byHash = (links: LinkRecord[]) => [...links].sort((x, y) => x.tokenHash.localeCompare(y.tokenHash));
         same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(10), 10)), byHash([a, b, c]));
         const two = await store.links.findLiveByEmail(email, "magiclink", at(10), 2);
         assert.equal(two.length, 2);
@@ -489,14 +496,14 @@ export function runStoreContract(name: string, open: OpenStore): void {
         same(await store.links.findLiveByEmail(email, "magiclink", T0, 0), []);
       });
 
-      it("delete removes one link and nothing else; deleting a missing link is fine", async (store) => {
+      it("delete removes one link and nothing else, and says whether it did; deleting a missing link is fine", async (store) => {
         const link = newLink();
         const other = newLink({ email: link.email, userId: link.userId });
         await store.links.insert([link, other]);
-        await store.links.delete(link.tokenHash);
+        assert.equal(await store.links.delete(link.tokenHash), true, "this call deleted it");
         assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined);
-        await store.links.delete(link.tokenHash);
-        await store.links.delete(unique("no-such-hash"));
+        assert.equal(await store.links.delete(link.tokenHash), false, "already gone");
+        assert.equal(await store.links.delete(unique("no-such-hash")), false);
         same(await store.links.consume(other.tokenHash, other.type, T0), other);
       });
 
@@ -524,13 +531,17 @@ export function runStoreContract(name: string, open: OpenStore): void {
         const otherUser = newLink({ issuedAt: at(1), issueId: "a" });
         const all = [mine, sameIssue, olderTime, sameTimeSmallerId, sameTimeSmallerId2, sameTimeLargerId, newer, otherType, otherUser];
         await store.links.insert(all);
-        assert.equal(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), 3);
+        same(
+          byHash(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m")),
+          byHash([olderTime, sameTimeSmallerId, sameTimeSmallerId2]),
+          "reports the links it deleted, every field intact",
+        );
         same(
           await Promise.all(all.map((l) => stored(store, l))),
           [true, true, false, false, false, true, true, true, true],
         );
-        assert.equal(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), 0, "nothing older left");
-        assert.equal(await store.links.deleteOlderIssues(randomUUID(), "magiclink", at(1000), "z"), 0, "unknown user");
+        same(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), [], "nothing older left");
+        same(await store.links.deleteOlderIssues(randomUUID(), "magiclink", at(1000), "z"), [], "unknown user");
       });
 
       it("removeIfSuperseded removes an issue only when a newer one of the same user and type exists", async (store) => {
@@ -538,15 +549,15 @@ export function runStoreContract(name: string, open: OpenStore): void {
         const older = newLink({ userId, issuedAt: at(5), issueId: "b" });
         const olderTwin = newLink({ userId, issuedAt: at(5), issueId: "b" });
         await store.links.insert([older, olderTwin]);
-        assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), false, "nothing newer yet");
+        same(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), [], "nothing newer yet");
         const olderStill = newLink({ userId, issuedAt: at(5), issueId: "a" });
         await store.links.insert([olderStill, newLink({ userId, type: "invite", issuedAt: at(9), issueId: "z" }), newLink({ issuedAt: at(9), issueId: "z" })]);
-        assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), false, "older issues, other types and other users do not count");
+        same(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), [], "older issues, other types and other users do not count");
         assert.equal(await stored(store, older), true);
         assert.equal(await stored(store, olderTwin), true);
         const newer = newLink({ userId, issuedAt: at(5), issueId: "c" });
         await store.links.insert([newer]);
-        assert.equal(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), true);
+        same(byHash(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b")), byHash([older, olderTwin]), "reports what it removed");
         assert.equal(await stored(store, older), false);
         assert.equal(await stored(store, olderTwin), false);
         assert.equal(await stored(store, olderStill), true, "only the named issue is removed");
@@ -579,10 +590,10 @@ export function runStoreContract(name: string, open: OpenStore): void {
         const userId = randomUUID();
         const links = [newLink({ userId }), newLink({ userId, type: "recovery" }), newLink({ userId, type: "email_change", expiresAt: at(1) }), newLink()];
         await store.links.insert(links);
-        assert.equal(await store.links.deleteAllForUser(userId), 3);
-        for (const link of links.slice(0, 3)) assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined);
+        same(byHash(await store.links.deleteAllForUser(userId)), byHash(links.slice(0, 3)), "reports the links it deleted, the expired one too");
+        for (const link of links.slice(0, 3)) assert.equal(await store.links.find(link.tokenHash, T0), undefined);
         same(await store.links.consume(links[3]!.tokenHash, "magiclink", T0), links[3]);
-        assert.equal(await store.links.deleteAllForUser(userId), 0);
+        same(await store.links.deleteAllForUser(userId), []);
       });
 
       it("50 concurrent consumes of one link: exactly one gets it", async (store) => {
@@ -767,16 +778,188 @@ export function runStoreContract(name: string, open: OpenStore): void {
       });
     });
 
+    describe("expired links are kept until retainUntil (so PreviewLink can say expired)", () => {
+      it("find returns a stored link by hash, live or expired, without consuming it, until retainUntil", async (store) => {
+        const link = newLink({ type: "recovery", redirectTo: "https://r.example.com/", expiresAt: at(1000), retainUntil: at(5000) });
+        await store.links.insert([link]);
+        same(await store.links.find(link.tokenHash, T0), link, "live");
+        same(await store.links.find(link.tokenHash, at(1000)), link, "expired at expiresAt, still stored");
+        assert.equal(await store.links.consume(link.tokenHash, "recovery", at(1000)), undefined, "but never consumed");
+        same(await store.links.findLiveByEmail(link.email, "recovery", at(1000), 10), [], "nor offered for a code");
+        same(await store.links.find(link.tokenHash, at(4999)), link, "the millisecond before retainUntil");
+        assert.equal(await store.links.find(link.tokenHash, at(5000)), undefined, "not at retainUntil, even before a purge");
+        assert.equal(await store.links.find(unique("unknown"), T0), undefined, "unknown hash");
+        same(await store.links.consume(link.tokenHash, "recovery", at(999)), link, "find consumed nothing");
+        assert.equal(await store.links.find(link.tokenHash, T0), undefined, "a consumed link is gone");
+      });
+
+      it("found links are copies", async (store) => {
+        const link = newLink({ type: "email_change", emailChange: { changeId: "x", address: "new" } });
+        await store.links.insert([link]);
+        const found = (await store.links.find(link.tokenHash, T0))!;
+        found.expiresAt.setTime(0);
+        (found.emailChange as { changeId: string }).changeId = "tampered";
+        same(await store.links.find(link.tokenHash, T0), link);
+      });
+
+      it("an expired but retained link is still replaced or revoked (and reported) by the deleting methods", async (store) => {
+        const userId = randomUUID();
+        const old = newLink({ userId, issuedAt: at(-2 * HOUR), expiresAt: at(-HOUR), issueId: "a" });
+        const other = newLink({ userId, type: "invite", expiresAt: at(-HOUR) });
+        await store.links.insert([old, other]);
+        same(await store.links.deleteOlderIssues(userId, "magiclink", T0, "b"), [old]);
+        same(await store.links.deleteAllForUser(userId), [other]);
+      });
+    });
+
+    describe("tombstones", () => {
+      /** What the domain does after a delete it won: record why. */
+      const bury = (store: Store, links: readonly LinkRecord[], ending: LinkEnding, when: Date) =>
+        store.tombstones.record(links.map((l) => tombstoneOf(l, ending, when)));
+
+      it("record then find: every field intact, by hash, until retainUntil", async (store) => {
+        const link = newLink({ type: "invite", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR) });
+        const tombstone = tombstoneOf(link, "replaced", at(7));
+        await store.tombstones.record([tombstone]);
+        same(await store.tombstones.find(link.tokenHash, T0), tombstone);
+        same(await store.tombstones.find(link.tokenHash, at(3 * HOUR - 1)), tombstone, "the millisecond before retainUntil");
+        assert.equal(await store.tombstones.find(link.tokenHash, at(3 * HOUR)), undefined, "not at retainUntil, even before a purge");
+        assert.equal(await store.tombstones.find(unique("unknown"), T0), undefined);
+        assert.equal((await store.tombstones.find(link.tokenHash, T0) as unknown as Record<string, unknown>).otpHash, undefined, "no code HMAC");
+        await store.tombstones.record([]); // nothing to record is fine
+      });
+
+      it("consume → used, with its time", async (store) => {
+        const link = newLink();
+        await store.links.insert([link]);
+        const consumed = await store.links.consume(link.tokenHash, link.type, at(5));
+        assert.ok(consumed);
+        await bury(store, [consumed], "used", at(5));
+        same(await store.tombstones.find(link.tokenHash, at(6)), tombstoneOf(link, "used", at(5)));
+      });
+
+      it("replaced (deleteOlderIssues, removeIfSuperseded) → replaced", async (store) => {
+        const userId = randomUUID();
+        const oldest = newLink({ userId, issuedAt: at(1), issueId: "a" });
+        const middle = newLink({ userId, issuedAt: at(2), issueId: "b" });
+        const newest = newLink({ userId, issuedAt: at(3), issueId: "c" });
+        await store.links.insert([oldest, middle, newest]);
+        await bury(store, await store.links.deleteOlderIssues(userId, "magiclink", at(2), "b"), "replaced", at(10));
+        await bury(store, await store.links.removeIfSuperseded(userId, "magiclink", at(2), "b"), "replaced", at(11));
+        same(await store.tombstones.find(oldest.tokenHash, T0), tombstoneOf(oldest, "replaced", at(10)));
+        same(await store.tombstones.find(middle.tokenHash, T0), tombstoneOf(middle, "replaced", at(11)));
+        assert.equal(await store.tombstones.find(newest.tokenHash, T0), undefined, "the newest is untouched");
+        same(await store.links.find(newest.tokenHash, T0), newest);
+      });
+
+      it("deleteAllForUser → revoked, delete → revoked", async (store) => {
+        const userId = randomUUID();
+        const links = [newLink({ userId }), newLink({ userId, type: "recovery" })];
+        const single = newLink();
+        await store.links.insert([...links, single]);
+        await bury(store, await store.links.deleteAllForUser(userId), "revoked", at(20));
+        for (const link of links) same(await store.tombstones.find(link.tokenHash, T0), tombstoneOf(link, "revoked", at(20)));
+        if (await store.links.delete(single.tokenHash)) await bury(store, [single], "revoked", at(21));
+        same(await store.tombstones.find(single.tokenHash, T0), tombstoneOf(single, "revoked", at(21)));
+      });
+
+      it("restore removes the used tombstone: the link is valid again, and used again when consumed again", async (store) => {
+        const link = newLink();
+        await store.links.insert([link]);
+        await bury(store, [(await store.links.consume(link.tokenHash, link.type, T0))!], "used", at(1));
+        await store.links.restore(link);
+        await store.tombstones.remove(link.tokenHash);
+        assert.equal(await store.tombstones.find(link.tokenHash, T0), undefined);
+        same(await store.links.find(link.tokenHash, T0), link);
+        await bury(store, [(await store.links.consume(link.tokenHash, link.type, at(2)))!], "used", at(2));
+        same(await store.tombstones.find(link.tokenHash, T0), tombstoneOf(link, "used", at(2)), "the second use is the one remembered");
+        await store.tombstones.remove(unique("no-such-hash")); // nothing to forget is fine
+      });
+
+      it("the first tombstone of a hash wins; a batch still records its new hashes", async (store) => {
+        const [a, b] = [newLink(), newLink()];
+        await store.tombstones.record([tombstoneOf(a, "used", at(1))]);
+        await store.tombstones.record([tombstoneOf(a, "revoked", at(2)), tombstoneOf(b, "revoked", at(2))]);
+        same(await store.tombstones.find(a.tokenHash, T0), tombstoneOf(a, "used", at(1)));
+        same(await store.tombstones.find(b.tokenHash, T0), tombstoneOf(b, "revoked", at(2)));
+      });
+
+      it("30 concurrent records of one hash: exactly one is kept, whole", async (store) => {
+        const link = newLink();
+        const endings: LinkEnding[] = ["used", "replaced", "revoked"];
+        const candidates = Array.from({ length: 30 }, (_, i) => tombstoneOf(link, endings[i % 3]!, at(i)));
+        await concurrently(30, (i) => store.tombstones.record([candidates[i]!]));
+        const kept = await store.tombstones.find(link.tokenHash, T0);
+        assert.ok(kept && candidates.some((c) => c.ending === kept.ending && c.at.getTime() === kept.at.getTime()), JSON.stringify(kept));
+        same(kept, candidates.find((c) => c.at.getTime() === kept!.at.getTime()));
+      });
+
+      it("a consume racing deleteAllForUser for one link: exactly one reports it, so it gets one tombstone, of that operation", async (store) => {
+        const rounds = await concurrently(20, async (round) => {
+          const userId = randomUUID();
+          const link = newLink({ userId });
+          const sibling = newLink({ userId, type: "recovery" });
+          await store.links.insert([link, sibling]);
+          // Each operation then records why, as the domain does: the
+          // redemption "used", the revocation "revoked".
+          const [consumed, revoked] = await Promise.all([
+            store.links.consume(link.tokenHash, link.type, T0).then(async (won) => {
+              if (won) await bury(store, [won], "used", at(round));
+              return won;
+            }),
+            store.links.deleteAllForUser(userId).then(async (deleted) => {
+              await bury(store, deleted, "revoked", at(round));
+              return deleted;
+            }),
+          ]);
+          return { link, sibling, consumed, revoked, tombstone: await store.tombstones.find(link.tokenHash, T0) };
+        });
+        for (const { link, sibling, consumed, revoked, tombstone } of rounds) {
+          const revokedIt = revoked.some((l) => l.tokenHash === link.tokenHash);
+          assert.equal(Number(consumed !== undefined) + Number(revokedIt), 1, "exactly one operation deleted the link");
+          assert.equal(tombstone?.ending, consumed ? "used" : "revoked", "its tombstone is that operation's");
+          assert.ok(revoked.some((l) => l.tokenHash === sibling.tokenHash), "the other link is revoked");
+          assert.equal(await store.links.find(link.tokenHash, T0), undefined);
+        }
+      });
+
+      it("two issues racing to replace one link: it is reported, and buried, once", async (store) => {
+        const userId = randomUUID();
+        const old = newLink({ userId, issuedAt: at(1), issueId: "a" });
+        await store.links.insert([old]);
+        const reports = await concurrently(10, (i) => store.links.deleteOlderIssues(userId, "magiclink", at(2), `b${i}`));
+        assert.equal(reports.flat().length, 1);
+        same(reports.flat(), [old]);
+      });
+
+      it("found tombstones are copies", async (store) => {
+        const link = newLink();
+        await store.tombstones.record([tombstoneOf(link, "used", at(1))]);
+        const found = (await store.tombstones.find(link.tokenHash, T0))!;
+        found.at.setTime(0);
+        (found as { ending: string }).ending = "tampered";
+        same(await store.tombstones.find(link.tokenHash, T0), tombstoneOf(link, "used", at(1)));
+      });
+    });
+
     describe("purgeExpired", () => {
-      it("deletes exactly what expired (expiresAt <= now), returns how many, and nothing else", async (store) => {
+      it("deletes exactly what is due (links and tombstones: retainUntil <= now; the rest: expiresAt <= now), returns how many, and nothing else", async (store) => {
         const now = at(100);
         const just = now;
         const before = at(50);
         const after = at(101);
 
-        const expiredLinks = [newLink({ expiresAt: just }), newLink({ expiresAt: before, type: "recovery" })];
+        const forgottenLinks = [
+          newLink({ expiresAt: at(10), retainUntil: just }),
+          newLink({ expiresAt: at(5), retainUntil: before, type: "recovery" }),
+        ];
+        const expiredButRetained = newLink({ expiresAt: at(20), retainUntil: after });
         const liveLink = newLink({ expiresAt: after });
-        await store.links.insert([...expiredLinks, liveLink]);
+        await store.links.insert([...forgottenLinks, expiredButRetained, liveLink]);
+
+        const forgottenTombstone = tombstoneOf(newLink({ expiresAt: at(10), retainUntil: just }), "used", at(1));
+        const keptTombstone = tombstoneOf(newLink({ expiresAt: at(10), retainUntil: after }), "revoked", at(2));
+        await store.tombstones.record([forgottenTombstone, keptTombstone]);
 
         const [expiredKey, liveKey] = [unique("pk"), unique("pk")];
         await store.claims.claim(expiredKey, just);
@@ -795,10 +978,13 @@ export function runStoreContract(name: string, open: OpenStore): void {
         const user = newUser();
         await store.users.insert(user);
 
-        assert.equal(await store.purgeExpired(now), 2 + 1 + 1 + 1);
+        assert.equal(await store.purgeExpired(now), 2 + 1 + 1 + 1 + 1);
 
-        for (const link of expiredLinks) assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined, "expired link gone");
+        for (const link of forgottenLinks) assert.equal(await store.links.find(link.tokenHash, T0), undefined, "forgotten link gone");
+        same(await store.links.find(expiredButRetained.tokenHash, now), expiredButRetained, "an expired link is kept until retainUntil");
         same(await store.links.consume(liveLink.tokenHash, liveLink.type, T0), liveLink);
+        assert.equal(await store.tombstones.find(forgottenTombstone.tokenHash, T0), undefined, "forgotten tombstone gone");
+        same(await store.tombstones.find(keptTombstone.tokenHash, now), keptTombstone);
         same(await store.claims.claimed([expiredKey, liveKey], T0), new Set([liveKey]));
         assert.equal(await store.claims.claim(expiredKey, at(HOUR)), true, "a purged claim's key can be claimed again");
         assert.equal(await store.claims.claim(liveKey, at(HOUR)), false);
@@ -808,6 +994,9 @@ export function runStoreContract(name: string, open: OpenStore): void {
         same(await store.users.findById(user.id), user, "users are not purged");
 
         assert.equal(await store.purgeExpired(now), 0, "nothing left to purge at the same instant");
+        assert.equal(await store.purgeExpired(after), 2 + 3, "the retained link and the kept tombstone at their retainUntil (with the claim, event and window due then)");
+        assert.equal(await store.links.find(expiredButRetained.tokenHash, T0), undefined);
+        assert.equal(await store.tombstones.find(keptTombstone.tokenHash, T0), undefined);
       });
 
       it("on an empty store purges nothing", async (store) => {

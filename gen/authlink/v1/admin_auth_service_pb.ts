@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file authlink/v1/admin_auth_service.proto.
  */
 export const file_authlink_v1_admin_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRhdXRobGluay92MS9hZG1pbl9hdXRoX3NlcnZpY2UucHJvdG8SC2F1dGhsaW5rLnYxItkBChNHZW5lcmF0ZUxpbmtSZXF1ZXN0EiMKBHR5cGUYASABKA4yFS5hdXRobGluay52MS5MaW5rVHlwZRINCgVlbWFpbBgCIAEoCRITCgtyZWRpcmVjdF90bxgDIAEoCRIlCgRkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwYXNzd29yZBgFIAEoCRIRCgluZXdfZW1haWwYBiABKAkSLQoKZXhwaXJlc19pbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKvAgoUR2VuZXJhdGVMaW5rUmVzcG9uc2USEwoLYWN0aW9uX2xpbmsYASABKAkSEQoJZW1haWxfb3RwGAIgASgJEhQKDGhhc2hlZF90b2tlbhgDIAEoCRIwChF2ZXJpZmljYXRpb25fdHlwZRgEIAEoDjIVLmF1dGhsaW5rLnYxLkxpbmtUeXBlEhMKC3JlZGlyZWN0X3RvGAUgASgJEh8KBHVzZXIYBiABKAsyES5hdXRobGluay52MS5Vc2VyEi4KCmV4cGlyZXNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkEKGmN1cnJlbnRfZW1haWxfY29uZmlybWF0aW9uGAggASgLMh0uYXV0aGxpbmsudjEuTGlua0NvbmZpcm1hdGlvbiJQChBMaW5rQ29uZmlybWF0aW9uEhMKC2FjdGlvbl9saW5rGAEgASgJEhEKCWVtYWlsX290cBgCIAEoCRIUCgxoYXNoZWRfdG9rZW4YAyABKAkigwEKEVZlcmlmeUxpbmtSZXF1ZXN0EiMKBHR5cGUYASABKA4yFS5hdXRobGluay52MS5MaW5rVHlwZRIPCgV0b2tlbhgCIAEoCUgAEioKCWVtYWlsX290cBgDIAEoCzIVLmF1dGhsaW5rLnYxLkVtYWlsT3RwSABCDAoKY3JlZGVudGlhbCImCghFbWFpbE90cBINCgVlbWFpbBgBIAEoCRILCgNvdHAYAiABKAkimgEKElZlcmlmeUxpbmtSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuYXV0aGxpbmsudjEuVXNlchIwChF2ZXJpZmljYXRpb25fdHlwZRgCIAEoDjIVLmF1dGhsaW5rLnYxLkxpbmtUeXBlEhMKC3JlZGlyZWN0X3RvGAMgASgJEhwKFGVtYWlsX2NoYW5nZV9wZW5kaW5nGAQgASgIIqwCCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEjYKEmVtYWlsX2NvbmZpcm1lZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKaW52aXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoNdXNlcl9tZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJbmV3X2VtYWlsGAggASgJKp4BCghMaW5rVHlwZRIZChVMSU5LX1RZUEVfVU5TUEVDSUZJRUQQABIUChBMSU5LX1RZUEVfU0lHTlVQEAESFwoTTElOS19UWVBFX01BR0lDTElOSxACEhYKEkxJTktfVFlQRV9SRUNPVkVSWRADEhQKEExJTktfVFlQRV9JTlZJVEUQBBIaChZMSU5LX1RZUEVfRU1BSUxfQ0hBTkdFEAUywgEKEEFkbWluQXV0aFNlcnZpY2USWQoMR2VuZXJhdGVMaW5rEiAuYXV0aGxpbmsudjEuR2VuZXJhdGVMaW5rUmVxdWVzdBohLmF1dGhsaW5rLnYxLkdlbmVyYXRlTGlua1Jlc3BvbnNlIgTI8xgBElMKClZlcmlmeUxpbmsSHi5hdXRobGluay52MS5WZXJpZnlMaW5rUmVxdWVzdBofLmF1dGhsaW5rLnYxLlZlcmlmeUxpbmtSZXNwb25zZSIEyPMYAmIGcHJvdG8z", [file_authlink_v1_access, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiRhdXRobGluay92MS9hZG1pbl9hdXRoX3NlcnZpY2UucHJvdG8SC2F1dGhsaW5rLnYxItkBChNHZW5lcmF0ZUxpbmtSZXF1ZXN0EiMKBHR5cGUYASABKA4yFS5hdXRobGluay52MS5MaW5rVHlwZRINCgVlbWFpbBgCIAEoCRITCgtyZWRpcmVjdF90bxgDIAEoCRIlCgRkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghwYXNzd29yZBgFIAEoCRIRCgluZXdfZW1haWwYBiABKAkSLQoKZXhwaXJlc19pbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKvAgoUR2VuZXJhdGVMaW5rUmVzcG9uc2USEwoLYWN0aW9uX2xpbmsYASABKAkSEQoJZW1haWxfb3RwGAIgASgJEhQKDGhhc2hlZF90b2tlbhgDIAEoCRIwChF2ZXJpZmljYXRpb25fdHlwZRgEIAEoDjIVLmF1dGhsaW5rLnYxLkxpbmtUeXBlEhMKC3JlZGlyZWN0X3RvGAUgASgJEh8KBHVzZXIYBiABKAsyES5hdXRobGluay52MS5Vc2VyEi4KCmV4cGlyZXNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkEKGmN1cnJlbnRfZW1haWxfY29uZmlybWF0aW9uGAggASgLMh0uYXV0aGxpbmsudjEuTGlua0NvbmZpcm1hdGlvbiJQChBMaW5rQ29uZmlybWF0aW9uEhMKC2FjdGlvbl9saW5rGAEgASgJEhEKCWVtYWlsX290cBgCIAEoCRIUCgxoYXNoZWRfdG9rZW4YAyABKAkigwEKEVZlcmlmeUxpbmtSZXF1ZXN0EiMKBHR5cGUYASABKA4yFS5hdXRobGluay52MS5MaW5rVHlwZRIPCgV0b2tlbhgCIAEoCUgAEioKCWVtYWlsX290cBgDIAEoCzIVLmF1dGhsaW5rLnYxLkVtYWlsT3RwSABCDAoKY3JlZGVudGlhbCImCghFbWFpbE90cBINCgVlbWFpbBgBIAEoCRILCgNvdHAYAiABKAki5wEKElZlcmlmeUxpbmtSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuYXV0aGxpbmsudjEuVXNlchIwChF2ZXJpZmljYXRpb25fdHlwZRgCIAEoDjIVLmF1dGhsaW5rLnYxLkxpbmtUeXBlEhMKC3JlZGlyZWN0X3RvGAMgASgJEhwKFGVtYWlsX2NoYW5nZV9wZW5kaW5nGAQgASgIEhEKCWFzc2VydGlvbhgFIAEoCRI4ChRhc3NlcnRpb25fZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiSAoSUHJldmlld0xpbmtSZXF1ZXN0EiMKBHR5cGUYASABKA4yFS5hdXRobGluay52MS5MaW5rVHlwZRINCgV0b2tlbhgCIAEoCSL0AQoTUHJldmlld0xpbmtSZXNwb25zZRIlCgVzdGF0ZRgBIAEoDjIWLmF1dGhsaW5rLnYxLkxpbmtTdGF0ZRIjCgR0eXBlGAIgASgOMhUuYXV0aGxpbmsudjEuTGlua1R5cGUSFAoMbWFza2VkX2VtYWlsGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXJlZGlyZWN0X2hvc3QYBSABKAkSNAoQc3RhdGVfY2hhbmdlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirAIKBFVzZXISCgoCaWQYASABKAkSDQoFZW1haWwYAiABKAkSNgoSZW1haWxfY29uZmlybWVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgppbnZpdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCg11c2VyX21ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCgluZXdfZW1haWwYCCABKAkqngEKCExpbmtUeXBlEhkKFUxJTktfVFlQRV9VTlNQRUNJRklFRBAAEhQKEExJTktfVFlQRV9TSUdOVVAQARIXChNMSU5LX1RZUEVfTUFHSUNMSU5LEAISFgoSTElOS19UWVBFX1JFQ09WRVJZEAMSFAoQTElOS19UWVBFX0lOVklURRAEEhoKFkxJTktfVFlQRV9FTUFJTF9DSEFOR0UQBSqzAQoJTGlua1N0YXRlEhoKFkxJTktfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBMSU5LX1NUQVRFX1ZBTElEEAESFgoSTElOS19TVEFURV9FWFBJUkVEEAISEwoPTElOS19TVEFURV9VU0VEEAMSFwoTTElOS19TVEFURV9SRVBMQUNFRBAEEhYKEkxJTktfU1RBVEVfUkVWT0tFRBAFEhYKEkxJTktfU1RBVEVfVU5LTk9XThAGMpoCChBBZG1pbkF1dGhTZXJ2aWNlElkKDEdlbmVyYXRlTGluaxIgLmF1dGhsaW5rLnYxLkdlbmVyYXRlTGlua1JlcXVlc3QaIS5hdXRobGluay52MS5HZW5lcmF0ZUxpbmtSZXNwb25zZSIEyPMYARJTCgpWZXJpZnlMaW5rEh4uYXV0aGxpbmsudjEuVmVyaWZ5TGlua1JlcXVlc3QaHy5hdXRobGluay52MS5WZXJpZnlMaW5rUmVzcG9uc2UiBMjzGAISVgoLUHJldmlld0xpbmsSHy5hdXRobGluay52MS5QcmV2aWV3TGlua1JlcXVlc3QaIC5hdXRobGluay52MS5QcmV2aWV3TGlua1Jlc3BvbnNlIgTI8xgCYgZwcm90bzM", [file_authlink_v1_access, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * GenerateLinkRequest asks for a link of one type for one address.
@@ -311,6 +311,25 @@ export type VerifyLinkResponse = Message<"authlink.v1.VerifyLinkResponse"> & {
    * @generated from field: bool email_change_pending = 4;
    */
   emailChangePending: boolean;
+
+  /**
+   * A signed proof of this redemption for the application the person goes
+   * back to: a compact JWS (JWT) signed by authlink (EdDSA or ES256), whose
+   * keys are published at `{public URL}/.well-known/jwks.json`. Claims: iss,
+   * sub (user id), aud, email, email_verified, amr, authlink_type, jti
+   * (unique per redemption), iat, exp; for an email change also
+   * authlink_old_email and authlink_new_email.
+   *
+   * @generated from field: string assertion = 5;
+   */
+  assertion: string;
+
+  /**
+   * When the assertion expires (its `exp`).
+   *
+   * @generated from field: google.protobuf.Timestamp assertion_expires_at = 6;
+   */
+  assertionExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -319,6 +338,89 @@ export type VerifyLinkResponse = Message<"authlink.v1.VerifyLinkResponse"> & {
  */
 export const VerifyLinkResponseSchema: GenMessage<VerifyLinkResponse> = /*@__PURE__*/
   messageDesc(file_authlink_v1_admin_auth_service, 5);
+
+/**
+ * PreviewLinkRequest names a link by its token.
+ *
+ * @generated from message authlink.v1.PreviewLinkRequest
+ */
+export type PreviewLinkRequest = Message<"authlink.v1.PreviewLinkRequest"> & {
+  /**
+   * The type the link claims to be (from the link's `type` parameter).
+   *
+   * @generated from field: authlink.v1.LinkType type = 1;
+   */
+  type: LinkType;
+
+  /**
+   * The link token, as in VerifyLinkRequest.
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message authlink.v1.PreviewLinkRequest.
+ * Use `create(PreviewLinkRequestSchema)` to create a new message.
+ */
+export const PreviewLinkRequestSchema: GenMessage<PreviewLinkRequest> = /*@__PURE__*/
+  messageDesc(file_authlink_v1_admin_auth_service, 6);
+
+/**
+ * PreviewLinkResponse describes a link without consuming it. Only `state` is
+ * set for an UNKNOWN link.
+ *
+ * @generated from message authlink.v1.PreviewLinkResponse
+ */
+export type PreviewLinkResponse = Message<"authlink.v1.PreviewLinkResponse"> & {
+  /**
+   * @generated from field: authlink.v1.LinkState state = 1;
+   */
+  state: LinkState;
+
+  /**
+   * The link's type.
+   *
+   * @generated from field: authlink.v1.LinkType type = 2;
+   */
+  type: LinkType;
+
+  /**
+   * The address the link was sent to, masked (`a***@example.com`).
+   *
+   * @generated from field: string masked_email = 3;
+   */
+  maskedEmail: string;
+
+  /**
+   * When the link expires (or expired).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * The host of the link's redirect target; empty when it has none.
+   *
+   * @generated from field: string redirect_host = 5;
+   */
+  redirectHost: string;
+
+  /**
+   * When the link was used, replaced or revoked.
+   *
+   * @generated from field: google.protobuf.Timestamp state_changed_at = 6;
+   */
+  stateChangedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message authlink.v1.PreviewLinkResponse.
+ * Use `create(PreviewLinkResponseSchema)` to create a new message.
+ */
+export const PreviewLinkResponseSchema: GenMessage<PreviewLinkResponse> = /*@__PURE__*/
+  messageDesc(file_authlink_v1_admin_auth_service, 7);
 
 /**
  * User is the account a link belongs to.
@@ -388,7 +490,7 @@ export type User = Message<"authlink.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_authlink_v1_admin_auth_service, 6);
+  messageDesc(file_authlink_v1_admin_auth_service, 8);
 
 /**
  * LinkType is what a link does when it is redeemed.
@@ -449,6 +551,69 @@ export const LinkTypeSchema: GenEnum<LinkType> = /*@__PURE__*/
   enumDesc(file_authlink_v1_admin_auth_service, 0);
 
 /**
+ * LinkState is where a link stands.
+ *
+ * @generated from enum authlink.v1.LinkState
+ */
+export enum LinkState {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: LINK_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The link can be redeemed.
+   *
+   * @generated from enum value: LINK_STATE_VALID = 1;
+   */
+  VALID = 1,
+
+  /**
+   * The link's time ran out.
+   *
+   * @generated from enum value: LINK_STATE_EXPIRED = 2;
+   */
+  EXPIRED = 2,
+
+  /**
+   * The link was redeemed.
+   *
+   * @generated from enum value: LINK_STATE_USED = 3;
+   */
+  USED = 3,
+
+  /**
+   * A newer link of the same type was issued to the user.
+   *
+   * @generated from enum value: LINK_STATE_REPLACED = 4;
+   */
+  REPLACED = 4,
+
+  /**
+   * The link was revoked (a recovery or an email change of the user, an
+   * administrator, or too many wrong codes).
+   *
+   * @generated from enum value: LINK_STATE_REVOKED = 5;
+   */
+  REVOKED = 5,
+
+  /**
+   * No such link (never issued, of another type, or forgotten since).
+   *
+   * @generated from enum value: LINK_STATE_UNKNOWN = 6;
+   */
+  UNKNOWN = 6,
+}
+
+/**
+ * Describes the enum authlink.v1.LinkState.
+ */
+export const LinkStateSchema: GenEnum<LinkState> = /*@__PURE__*/
+  enumDesc(file_authlink_v1_admin_auth_service, 1);
+
+/**
  * AdminAuthService issues one-time authentication links and redeems them.
  *
  * Trusted backends call GenerateLink with the service role and deliver the
@@ -494,6 +659,26 @@ export const AdminAuthService: GenService<{
     methodKind: "unary";
     input: typeof VerifyLinkRequestSchema;
     output: typeof VerifyLinkResponseSchema;
+  },
+  /**
+   * PreviewLink tells the holder of a link token what state the link is in,
+   * without consuming anything: valid, expired, used, replaced by a newer
+   * link, revoked, or unknown. The verify page calls it on load, so mail
+   * scanners that open the page never redeem the link. Only the holder of a
+   * real 256-bit token learns anything; VerifyLink itself keeps answering one
+   * indistinguishable error.
+   *
+   * Deliberately not marked `idempotency_level = NO_SIDE_EFFECTS`: that would
+   * let Connect serve it over GET and put tokens into URLs and logs.
+   *
+   * Public: the token is the credential.
+   *
+   * @generated from rpc authlink.v1.AdminAuthService.PreviewLink
+   */
+  previewLink: {
+    methodKind: "unary";
+    input: typeof PreviewLinkRequestSchema;
+    output: typeof PreviewLinkResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_authlink_v1_admin_auth_service, 0);
