@@ -154,3 +154,50 @@ describe("loadConfig", () => {
     assert.equal(config.otp.secret.reveal(), otpSecret);
   });
 });
+
+describe("the link a person clicks: template, page, CORS, metrics, reflection", () => {
+  const named = (env: Record<string, string>, name: string) => problemsOf(env).filter((p) => p.startsWith(`${name}:`));
+
+  test("AUTHLINK_ACTION_LINK_TEMPLATE: {token} required, known placeholders only, https unless loopback", () => {
+    for (const bad of [
+      "https://app.example.com/confirm?type={type}",
+      "https://app.example.com/confirm?t={token}&x={email}",
+      "http://app.example.com/confirm#t={token}",
+      "not a url {token}",
+    ]) {
+      assert.equal(named({ AUTHLINK_ACTION_LINK_TEMPLATE: bad }, "AUTHLINK_ACTION_LINK_TEMPLATE").length, 1, bad);
+    }
+    const config = loadConfig({ AUTHLINK_ACTION_LINK_TEMPLATE: "https://app.example.com/confirm#t={token}&k={type}&next={redirect_to}" });
+    assert.equal(config.links.actionLink.kind, "template");
+    assert.equal(loadConfig({ AUTHLINK_ACTION_LINK_TEMPLATE: "http://localhost:3000/c?t={token}" }).links.actionLink.kind, "template");
+    assert.equal(loadConfig({}).links.actionLink.kind, "verify_page");
+  });
+
+  test("AUTHLINK_CORS_ORIGINS: exact origins only", () => {
+    for (const bad of ["*", "null", "https://*.example.com", "https://app.example.com/", "https://app.example.com/path", "http://app.example.com", "app.example.com"]) {
+      assert.equal(named({ AUTHLINK_CORS_ORIGINS: bad }, "AUTHLINK_CORS_ORIGINS").length, 1, bad);
+    }
+    assert.deepEqual(loadConfig({ AUTHLINK_CORS_ORIGINS: "https://app.example.com, http://localhost:5173" }).corsOrigins, [
+      "https://app.example.com",
+      "http://localhost:5173",
+    ]);
+  });
+
+  test("AUTHLINK_PAGE_TITLE, AUTHLINK_METRICS_ADDR, AUTHLINK_REFLECTION", () => {
+    assert.equal(named({ AUTHLINK_PAGE_TITLE: "x".repeat(81) }, "AUTHLINK_PAGE_TITLE").length, 1);
+    assert.equal(named({ AUTHLINK_METRICS_ADDR: "9464" }, "AUTHLINK_METRICS_ADDR").length, 1);
+    assert.equal(named({ AUTHLINK_ADDR: "127.0.0.1:8080", AUTHLINK_METRICS_ADDR: "127.0.0.1:8080" }, "AUTHLINK_METRICS_ADDR").length, 1);
+    assert.equal(named({ AUTHLINK_REFLECTION: "maybe" }, "AUTHLINK_REFLECTION").length, 1);
+    const config = loadConfig({ AUTHLINK_METRICS_ADDR: "127.0.0.1:9464", AUTHLINK_REFLECTION: "off" });
+    assert.deepEqual(config.metricsListen, { host: "127.0.0.1", port: 9464 });
+    assert.equal(config.reflection, false);
+    assert.equal(loadConfig({}).metricsListen, undefined);
+  });
+
+  test("the default public URL follows AUTHLINK_ADDR; a public listen address needs AUTHLINK_PUBLIC_URL", () => {
+    assert.equal(loadConfig({ AUTHLINK_ADDR: "127.0.0.1:9000" }).links.publicUrl.href, "http://127.0.0.1:9000/");
+    assert.equal(loadConfig({ AUTHLINK_ADDR: "0.0.0.0:9000" }).links.publicUrl.href, "http://127.0.0.1:9000/");
+    assert.equal(loadConfig({ AUTHLINK_ADDR: "[::1]:9000" }).links.publicUrl.href, "http://[::1]:9000/");
+    assert.equal(named({ AUTHLINK_ADDR: "10.1.2.3:9000" }, "AUTHLINK_PUBLIC_URL").length, 1);
+  });
+});
