@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // | authlink_links_issued_total                 | counter   | type                   | Links issued by successful GenerateLink calls (a secure email change issues two) |
 // | authlink_link_redemptions_total             | counter   | type, outcome          | VerifyLink calls: outcome "ok" or the error reason (link_invalid_or_expired, ...) |
 // | authlink_link_redemption_age_seconds        | histogram | type                   | Time from a link's issue to its successful redemption, 1 s … 7 days (seconds-old redemptions suggest mail scanners) |
-// | authlink_rate_limit_refusals_total          | counter   | rule                   | Calls refused by a rate limit (generate-caller, generate-email, verify-address, verify-code) |
+// | authlink_rate_limit_refusals_total          | counter   | rule                   | Calls refused by a rate limit (generate-caller, generate-email, verify-address, verify-code-client, verify-code) |
 // | authlink_audit_write_failures_total         | counter   |                        | Audit events that could not be stored (queued for retry or dropped) |
 // | authlink_audit_events_dropped_total         | counter   |                        | Audit events lost because the retry queue overflowed |
 // | authlink_audit_queue_length                 | gauge     |                        | Audit events waiting in the retry queue |
@@ -45,7 +45,7 @@ export interface AuditEventLike {
   readonly hashedTokens: readonly string[];
   /** VerifyLink: time from the link's issue to this redemption. */
   readonly linkAgeMs?: number | undefined;
-  /** over_rate_limit: which rule ("generate-caller", "generate-email", "verify-address", "verify-code"). */
+  /** over_rate_limit: which rule ("generate-caller", "generate-email", "verify-address", "verify-code-client", "verify-code"). */
   readonly rateLimitRule?: string | undefined;
 }
 

@@ -17,7 +17,11 @@ before(async () => {
     database,
     // Rate limits would refuse some of these bursts first; here the single-use
     // and attempt-limit mechanisms must hold on their own.
-    env: { AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "off", AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL: "off" },
+    env: {
+      AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "off",
+      AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL: "off",
+      AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL_AND_CLIENT: "off",
+    },
   });
 });
 after(() => server.close());
@@ -74,8 +78,8 @@ test("50 concurrent redemptions mixing the token and the code: exactly one succe
   assert.equal(outcomes.filter((o) => o === "ok").length, 1, outcomes.join(","));
 });
 
-test("OTP attempt exhaustion under concurrency: 40 parallel wrong codes, then the right code is refused", async () => {
-  const { generated } = await magicLink("race-guess@example.com");
+test("OTP attempt exhaustion under concurrency: 40 parallel wrong codes, then the right code is refused; the token still works", async () => {
+  const { generated, token } = await magicLink("race-guess@example.com");
   const client = connectClient(server.url, { protocol: "grpc" });
   const right = Number(generated.emailOtp);
   const wrong = Array.from({ length: 40 }, (_, i) => String((right + 1 + i) % 1_000_000).padStart(6, "0"));
@@ -97,4 +101,6 @@ test("OTP attempt exhaustion under concurrency: 40 parallel wrong codes, then th
     }),
   );
   assert.equal(reasonOf(error), "link_invalid_or_expired");
+  const byToken = await client.verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: token } });
+  assert.equal(byToken.user?.email, "race-guess@example.com");
 });

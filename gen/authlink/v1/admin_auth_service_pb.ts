@@ -262,7 +262,8 @@ export type EmailOtp = Message<"authlink.v1.EmailOtp"> & {
 
   /**
    * The code, digits only, of the configured length (6 by default). After too
-   * many wrong codes (5 by default) the link is dead.
+   * many wrong codes (5 by default) the link's code stops working; the link
+   * itself, by its token, still does.
    *
    * @generated from field: string otp = 2;
    */
@@ -592,8 +593,8 @@ export enum LinkState {
   REPLACED = 4,
 
   /**
-   * The link was revoked (a recovery or an email change of the user, an
-   * administrator, or too many wrong codes).
+   * The link was revoked: the user redeemed a recovery link or completed an
+   * email change, which revokes every other outstanding link of the user.
    *
    * @generated from enum value: LINK_STATE_REVOKED = 5;
    */
