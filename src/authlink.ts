@@ -46,7 +46,13 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
     // app is built in the same turn of the event loop, before any request
     // can be read.
     let handler: RequestHandler | undefined;
-    server = await startHttpServer((req, res) => handler?.(req, res), { ...config.listen, tls: config.tls });
+    server = await startHttpServer((req, res) => handler?.(req, res), {
+      ...config.listen,
+      tls: config.tls,
+      connections: config.connections,
+      // A trusted proxy carries many clients: the per-address cap is for clients.
+      sharedAddress: (address) => config.trustedProxies.has(address),
+    });
     app = createApp({
       config: withBoundPort(config, server.port),
       store,

@@ -11,6 +11,7 @@ import { MAX_OTP_LENGTH, MIN_OTP_LENGTH } from "../crypto/otp.js";
 import { DEFAULT_ARGON2_PARAMS, meetsOwaspMinimum, type Argon2Params } from "../crypto/passwords.js";
 import { Secret } from "../crypto/secret.js";
 import { MIN_SERVICE_KEY_LENGTH } from "../identity/service-keys.js";
+import { DEFAULT_CONNECTION_SETTINGS, type ConnectionSettings } from "../server/http-server.js";
 
 // Configuration: read from AUTHLINK_* environment variables once, validated
 // as a whole (every problem is reported, each naming its variable), frozen.
@@ -80,6 +81,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** Where GET /metrics is served; undefined: metrics off. */
   readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
+  /** Per-connection deadlines, connection caps and HTTP/2 limits on the public port. */
+  readonly connections: ConnectionSettings;
 }
 
 export class ConfigError extends Error {
@@ -136,6 +139,13 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_ASSERTION_TTL",
   "AUTHLINK_CORS_ORIGINS",
   "AUTHLINK_TOMBSTONE_GRACE",
+  "AUTHLINK_CONN_HEADERS_TIMEOUT",
+  "AUTHLINK_CONN_REQUEST_TIMEOUT",
+  "AUTHLINK_CONN_IDLE_TIMEOUT",
+  "AUTHLINK_CONN_MAX",
+  "AUTHLINK_CONN_MAX_PER_ADDRESS",
+  "AUTHLINK_HTTP2_MAX_STREAMS",
+  "AUTHLINK_MAX_HEADER_BYTES",
 ] as const;
 
 /** Variables with this prefix belong to the test suite, not to the server. */
@@ -393,6 +403,21 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     problem("AUTHLINK_METRICS_ADDR", "must differ from AUTHLINK_ADDR (metrics stay off the public port)");
   }
 
+  // Connections on the public port (see src/server/connection-guard.ts).
+  const connectionDefaults = DEFAULT_CONNECTION_SETTINGS;
+  const connections: ConnectionSettings = {
+    headersTimeoutMs: duration("AUTHLINK_CONN_HEADERS_TIMEOUT", connectionDefaults.headersTimeoutMs, 100, 600_000),
+    requestTimeoutMs: duration("AUTHLINK_CONN_REQUEST_TIMEOUT", connectionDefaults.requestTimeoutMs, 100, 3_600_000),
+    idleTimeoutMs: duration("AUTHLINK_CONN_IDLE_TIMEOUT", connectionDefaults.idleTimeoutMs, 100, 86_400_000),
+    maxConnections: integer("AUTHLINK_CONN_MAX", connectionDefaults.maxConnections, 0, 1_000_000),
+    maxConnectionsPerAddress: integer("AUTHLINK_CONN_MAX_PER_ADDRESS", connectionDefaults.maxConnectionsPerAddress, 0, 1_000_000),
+    http2MaxConcurrentStreams: integer("AUTHLINK_HTTP2_MAX_STREAMS", connectionDefaults.http2MaxConcurrentStreams, 1, 1_000),
+    maxHeaderBytes: integer("AUTHLINK_MAX_HEADER_BYTES", connectionDefaults.maxHeaderBytes, 1_024, 1_048_576),
+  };
+  if (connections.requestTimeoutMs < connections.headersTimeoutMs) {
+    problem("AUTHLINK_CONN_REQUEST_TIMEOUT", "must not be shorter than AUTHLINK_CONN_HEADERS_TIMEOUT (a request includes its headers)");
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     listen: listen as { host: string; port: number },
@@ -417,6 +442,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     assertions: { keys: signingKeys, generated: signingKeysGenerated, audience, ttlMs: assertionTtlMs },
     corsOrigins,
     metricsListen,
+    connections,
     publicUrlFollowsListen: raw("AUTHLINK_PUBLIC_URL") === undefined,
   });
 }

@@ -1,14 +1,16 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { TlsConfig } from "../config/config.js";
+import { createConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
 
 // One port for every protocol: gRPC clients speak HTTP/2, browsers and curl
 // speak HTTP/1.1, and connect-node answers gRPC, gRPC-Web and Connect over
 // both.
 //
+// One TCP listener accepts every connection and hands it to the connection
+// guard (caps and deadlines, see connection-guard.ts), then to a server:
 // - TLS: ALPN picks h2 or http/1.1. Client certificates are requested when a
 //   client CA is configured but never required by the handshake: the caller
 //   interceptor turns a missing or bad certificate into a gRPC status.
@@ -21,12 +23,31 @@ export type RequestHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+export interface ConnectionSettings extends ConnectionLimits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may have open. */
+  readonly http2MaxConcurrentStreams: number;
+  /** Request headers at most, in bytes (HTTP/1.1 header section; HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE). */
+  readonly maxHeaderBytes: number;
+}
+
+export const DEFAULT_CONNECTION_SETTINGS: ConnectionSettings = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 1_024,
+  maxConnectionsPerAddress: 128,
+  http2MaxConcurrentStreams: 100,
+  maxHeaderBytes: 16_384,
+};
+
 export interface HttpServerOptions {
   readonly host: string;
   readonly port: number;
   readonly tls: TlsConfig | undefined;
-  /** A connection that sends nothing for this long is dropped. */
-  readonly idleTimeoutMs?: number;
+  /** Deadlines, caps and protocol limits; DEFAULT_CONNECTION_SETTINGS for what is left out. */
+  readonly connections?: Partial<ConnectionSettings>;
+  /** Addresses that carry many clients (trusted proxies): exempt from the per-address cap. */
+  readonly sharedAddress?: (address: string) => boolean;
 }
 
 export interface RunningHttpServer {
@@ -42,15 +63,57 @@ export interface RunningHttpServer {
 
 const HTTP2_PREFACE_START = Buffer.from("PRI ", "latin1");
 
-export async function startHttpServer(handler: RequestHandler, options: HttpServerOptions): Promise<RunningHttpServer> {
-  const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
-  const tracker = createConnectionTracker();
-  const tracked: RequestHandler = (req, res) => tracker.handle(req, res, handler);
+/** HTTP/2 limits beyond the configurable ones: small, fixed bounds on what a peer may make the server hold. */
+function http2Options(settings: ConnectionSettings): http2.ServerOptions {
+  return {
+    settings: {
+      maxConcurrentStreams: settings.http2MaxConcurrentStreams,
+      maxHeaderListSize: settings.maxHeaderBytes,
+      enablePush: false,
+    },
+    maxHeaderListPairs: 128,
+    maxSessionMemory: 10, // MiB per session; new streams are refused beyond it
+    maxSettings: 32, // entries per SETTINGS frame
+    maxOutstandingPings: 10,
+    maxSessionInvalidFrames: 100,
+    maxSessionRejectedStreams: 100,
+  };
+}
 
-  let listener: net.Server;
+/** RFC 9113's measure of a header list: each field's name and value plus 32 bytes. */
+function headerListSize(rawHeaders: readonly string[]): number {
+  let size = 0;
+  for (const field of rawHeaders) size += field.length + 16; // name and value alternate: 32 per pair
+  return size;
+}
+
+export async function startHttpServer(handler: RequestHandler, options: HttpServerOptions): Promise<RunningHttpServer> {
+  const settings: ConnectionSettings = { ...DEFAULT_CONNECTION_SETTINGS, ...options.connections };
+  const guard = createConnectionGuard({ ...settings, sharedAddress: options.sharedAddress });
+  const guarded: RequestHandler = (req, res) => {
+    if (req instanceof http.IncomingMessage && res instanceof http.ServerResponse) {
+      guard.onHttp1Request(req, res);
+    } else if (headerListSize(req.rawHeaders) > settings.maxHeaderBytes) {
+      // Node advertises SETTINGS_MAX_HEADER_LIST_SIZE but enforces only its
+      // own 64 KiB; HTTP/1.1's parser enforces maxHeaderSize itself.
+      res.statusCode = 431;
+      res.end();
+      return;
+    }
+    handler(req, res);
+  };
+  const http1Options: http.ServerOptions = {
+    maxHeaderSize: settings.maxHeaderBytes,
+    // Only for the Keep-Alive header it sends: the guard closes idle connections.
+    keepAliveTimeout: settings.idleTimeoutMs,
+  };
+
+  let accept: (socket: net.Socket) => void;
   if (options.tls) {
     const secure = http2.createSecureServer(
       {
+        ...http2Options(settings),
+        ...http1Options,
         cert: options.tls.cert,
         key: options.tls.key,
         allowHTTP1: true,
@@ -59,23 +122,16 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
         ca: options.tls.clientCa,
         rejectUnauthorized: false,
       },
-      tracked,
+      guarded,
     );
-    secure.on("secureConnection", (socket: TLSSocket) => {
-      tracker.addSocket(socket);
-      if (socket.alpnProtocol === "h2") tracker.markHttp2(socket);
-    });
-    secure.on("session", (session) => tracker.addSession(session));
-    secure.setTimeout(idleTimeoutMs);
-    listener = secure;
+    secure.on("session", (session) => guard.attachHttp2(session));
+    secure.on("secureConnection", (socket: TLSSocket) => guard.attachTls(socket));
+    accept = (socket) => secure.emit("connection", socket);
   } else {
-    const h2 = http2.createServer(tracked);
-    const h1 = http.createServer(tracked);
-    h2.on("session", (session) => tracker.addSession(session));
-    h1.setTimeout(idleTimeoutMs);
-    listener = net.createServer((socket) => {
-      tracker.addSocket(socket);
-      socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+    const h2 = http2.createServer(http2Options(settings), guarded);
+    const h1 = http.createServer(http1Options, guarded);
+    h2.on("session", (session) => guard.attachHttp2(session));
+    accept = (socket) => {
       let head = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         head = Buffer.concat([head, chunk]);
@@ -85,21 +141,22 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
         socket.off("data", onData);
         socket.pause();
         socket.unshift(head);
-        socket.setTimeout(0);
         if (mayBeHttp2) {
           // The HTTP/2 session reads what was unshifted from the socket's
           // buffer itself; resuming here would drop it.
-          tracker.markHttp2(socket);
           h2.emit("connection", socket);
         } else {
           h1.emit("connection", socket);
+          guard.attachHttp1(socket);
           socket.resume();
         }
       };
       socket.on("data", onData);
-      socket.on("error", () => socket.destroy());
-    });
+    };
   }
+  const listener = net.createServer((socket) => {
+    if (guard.admit(socket)) accept(socket);
+  });
 
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
@@ -115,78 +172,8 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
     port: address.port,
     async close(graceMs) {
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
-      await tracker.drain(graceMs);
+      await guard.drain(graceMs);
       await closed;
-    },
-  };
-}
-
-/**
- * Knows every connection, every HTTP/2 session and how many HTTP/1.1 requests
- * each connection has in flight, so that shutdown can close idle connections
- * at once and busy ones as soon as their calls finish.
- */
-function createConnectionTracker() {
-  const sockets = new Set<Duplex>();
-  /** Connections carrying HTTP/2: their session closes them (GOAWAY, then after the last stream). */
-  const http2Sockets = new WeakSet<Duplex>();
-  const sessions = new Set<http2.Http2Session>();
-  const inFlight = new Map<Duplex, number>();
-  let draining = false;
-  /** Called when the last connection closes during a drain. */
-  let onAllClosed: (() => void) | undefined;
-
-  const closeIfIdle = (socket: Duplex) => {
-    if (draining && !inFlight.get(socket) && !http2Sockets.has(socket)) socket.destroy();
-  };
-
-  return {
-    addSocket(socket: Duplex) {
-      sockets.add(socket);
-      socket.once("close", () => {
-        sockets.delete(socket);
-        inFlight.delete(socket);
-        if (sockets.size === 0) onAllClosed?.();
-      });
-    },
-    markHttp2(socket: Duplex) {
-      http2Sockets.add(socket);
-    },
-    addSession(session: http2.Http2Session) {
-      sessions.add(session);
-      session.once("close", () => sessions.delete(session));
-      if (draining) session.close();
-    },
-    handle(
-      req: http.IncomingMessage | http2.Http2ServerRequest,
-      res: http.ServerResponse | http2.Http2ServerResponse,
-      next: RequestHandler,
-    ) {
-      if (req.httpVersionMajor === 1) {
-        const socket = req.socket;
-        inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
-        if (draining) res.setHeader("connection", "close");
-        res.once("close", () => {
-          inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1);
-          closeIfIdle(socket);
-        });
-      }
-      next(req, res);
-    },
-    async drain(graceMs: number) {
-      draining = true;
-      for (const session of sessions) session.close();
-      for (const socket of sockets) closeIfIdle(socket);
-      if (sockets.size > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, graceMs);
-          onAllClosed = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-      for (const socket of sockets) socket.destroy(); // what the grace period did not see finish
     },
   };
 }
