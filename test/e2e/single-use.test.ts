@@ -17,7 +17,11 @@ before(async () => {
     database,
     // Rate limits would refuse some of these bursts first; here the single-use
     // and attempt-limit mechanisms must hold on their own.
-    env: { AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "off", AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL: "off" },
+    env: {
+      AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "off",
+      AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL: "off",
+      AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL_AND_CLIENT: "off",
+    },
   });
 });
 after(() => server.close());
