@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+
 // What a use case knows about the call it serves. The call boundary
 // (src/call/) builds one per call, whatever the transport, after it has
 // settled who is calling and capped the deadline; use cases read it and
@@ -6,7 +8,10 @@
 export interface Call {
   /** The RPC method, e.g. "GenerateLink" (the audit trail's `method`). */
   readonly method: string;
-  /** Ties the call's log lines, audit events and response header together. */
+  /**
+   * Ties the call's log lines, audit events and response header together.
+   * A retry that repeats it is the same call (VerifyLink answers it again).
+   */
   readonly requestId: string;
   /** The caller's service identity, when it proved the service role. */
   readonly serviceIdentity: string | undefined;
@@ -24,12 +29,12 @@ const NEVER = new AbortController().signal;
 
 /**
  * A call made from inside the process (tests, tools): no caller identity, no
- * client address, no deadline.
+ * client address, no deadline, a request id of its own.
  */
 export function internalCall(method: string, fields: Partial<Call> = {}): Call {
   return {
     method,
-    requestId: "internal",
+    requestId: `internal-${randomUUID()}`,
     serviceIdentity: undefined,
     callerName: "internal",
     clientAddress: "",

@@ -53,11 +53,12 @@ export function validatePreviewLink(input: PreviewLinkInput): PreviewLinkRequest
 
 /**
  * The state of the link a holder asked about as `type`, from what the store
- * holds for its hash at `now`: the link itself (a stored link is the truth,
- * even if a tombstone exists — a consumed link that was put back), else its
- * tombstone, else nothing. A link of another type is UNKNOWN: the holder
- * asked about a different link. A link that expired before it was replaced or
- * revoked reads as expired: its first fate is the one it met.
+ * holds for its hash at `now`: its tombstone, which is its fate (a link
+ * document may outlive it for a moment), else the link itself, unless it is
+ * still pending (its GenerateLink has not answered: nobody holds it yet),
+ * else nothing. A link of another type is UNKNOWN: the holder asked about a
+ * different link. A link that expired before it was replaced or revoked
+ * reads as expired: its first fate is the one it met.
  */
 export function previewOf(
   type: LinkType,
@@ -65,12 +66,12 @@ export function previewOf(
   link: LinkRecord | undefined,
   tombstone: LinkTombstone | undefined,
 ): LinkPreview {
-  const known = link ?? tombstone;
+  const known = tombstone ?? (link?.pending ? undefined : link);
   if (!known || known.type !== type) return UNKNOWN;
   const expired = (at: Date) => at.getTime() >= known.expiresAt.getTime();
-  const state: Exclude<LinkState, "unknown"> = link
-    ? expired(now) ? "expired" : "valid"
-    : expired(tombstone!.at) ? "expired" : tombstone!.ending;
+  const state: Exclude<LinkState, "unknown"> = tombstone
+    ? expired(tombstone.at) ? "expired" : tombstone.ending
+    : expired(now) ? "expired" : "valid";
   return {
     state,
     type: known.type,

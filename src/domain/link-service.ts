@@ -10,7 +10,7 @@ import type { AuditLog } from "./audit-log.js";
 import { internalCall, type Call } from "./call.js";
 import type { Clock } from "./clock.js";
 import { AuthlinkError, linkInvalidOrExpired, toAuthlinkError } from "./errors.js";
-import { tombstoneOf, type LinkEnding, type LinkRecord } from "./link.js";
+import { tombstoneOf, type LinkEnding, type LinkRecord, type LinkTombstone } from "./link.js";
 import {
   previewOf,
   validatePreviewLink,
@@ -35,16 +35,24 @@ import type { EmailChangeAddress, JsonObject, User } from "./user.js";
 // nothing of protobuf or MongoDB; it talks to the Store and AuditLog ports.
 //
 // Each use case reports its own outcome to the audit log: a generation before
-// its secrets leave (and withdraws them when that fails), a redemption once
-// its effect has committed, and any failure with what the call had learnt by
-// then (the Subject, local to the call).
+// its secrets leave, a redemption once it has finished, and any failure with
+// what the call had learnt by then (the Subject, local to the call).
 //
-// Every link that goes away for a reason leaves a tombstone (used, replaced,
-// revoked) for PreviewLink. The tombstone is written after the delete that
-// decided it, by whoever's delete won, and it is best effort: a failed
-// tombstone write never turns a redemption, an issue or a revocation into an
-// error (that would lie about something that happened, or lose a link); at
-// worst PreviewLink answers UNKNOWN for that link.
+// An error answer never hides a committed effect that a retry cannot finish
+// (docs/retries.md):
+// - GenerateLink stores its links pending (unusable), has the event audited,
+//   ends the older links of the type, and makes its own usable as its last
+//   write. A call that fails before that leaves nothing anyone can use, and
+//   a retry issues a new link that replaces whatever the failed one did.
+// - VerifyLink claims the link by recording its "used" tombstone (the first
+//   fate recorded for a link wins), applies the effect (idempotent), and
+//   then records that this call finished it: of all the calls that finish
+//   one claimed link, the first to record that answers success; the others
+//   answer PERMISSION_DENIED. A claim left by a call that failed is finished
+//   by the next call with the token or code; a call that finished it is
+//   answered again when it retries under the same request id.
+// - Replacements and revocations record their tombstones first, and delete
+//   the link documents of the links whose fate they decided.
 
 export interface LinkServiceDeps {
   readonly store: Store;
@@ -109,8 +117,31 @@ type Effect = Omit<VerifiedLink, "assertion"> & {
   readonly previousEmail?: string;
 };
 
+/** A finished redemption, and the tidying-up that may still be running. */
+interface Redemption {
+  readonly verified: VerifiedLink;
+  readonly tidied: Promise<void>;
+}
+
+/** The user a link is issued to, and for an email change the write that starts the change. */
+interface PreparedUser {
+  readonly user: User;
+  /** Stores what `user` holds; runs once the new links are stored and audited. */
+  readonly commit?: (op: OperationOptions) => Promise<User>;
+}
+
 /** How many live links sent to one address a code is tried against. */
 const MAX_OTP_CANDIDATES = 10;
+
+/**
+ * How long after its claim a redemption can still be finished (by any call
+ * with the token or code), or answered again to the call that finished it,
+ * when that is later than the link's expiry.
+ */
+export const FINISH_WINDOW_MS = 15 * 60_000;
+
+/** The claims key that records which call finished the redemption of a link. */
+const finishedKey = (tokenHash: string) => `redeemed:${tokenHash}`;
 
 export class LinkService {
   readonly #deps: LinkServiceDeps;
@@ -139,28 +170,31 @@ export class LinkService {
     const passwordHash = request.password === undefined ? undefined : await passwords.hash(request.password);
     call.signal.throwIfAborted();
     const now = clock.now();
-    const user = await this.#prepareUser(request, passwordHash, now, op);
-    subject.userId = user.id;
+    const prepared = await this.#prepareUser(request, passwordHash, now, op);
+    subject.userId = prepared.user.id;
 
-    const issued = await this.#issue(request, user, now, call, subject);
-    return { type: request.type, user, redirectTo: request.redirectTo, expiresAt: issued.expiresAt, ...issued.links };
+    const issued = await this.#issue(request, prepared, now, call, subject);
+    return { type: request.type, user: issued.user, redirectTo: request.redirectTo, expiresAt: issued.expiresAt, ...issued.links };
   }
 
   /**
-   * Mint the link (two for a secure email change), store their hashes, and
-   * replace the user's older links of the type.
+   * Mint the link (two for a secure email change), store their hashes
+   * pending, have the issue audited, replace the user's older links of the
+   * type, and make the new ones usable: that last write is what makes the
+   * issue count, so a failure before it leaves nothing usable.
    */
   async #issue(
     request: GenerateLinkRequest,
-    user: User,
+    prepared: PreparedUser,
     now: Date,
     call: Call,
     subject: Subject,
-  ): Promise<{ expiresAt: Date; links: Pick<GeneratedLink, "link" | "currentAddressLink"> }> {
+  ): Promise<{ user: User; expiresAt: Date; links: Pick<GeneratedLink, "link" | "currentAddressLink"> }> {
     const { store, settings, otp } = this.#deps;
     const op: OperationOptions = { signal: call.signal };
     const issueId = nextIssueId();
     const expiresAt = new Date(now.getTime() + request.expiresInMs);
+    let user = prepared.user;
     const change = request.type === "email_change" ? user.emailChange : undefined;
     const mint = (email: string, address?: EmailChangeAddress) => {
       const { token, tokenHash } = newLinkToken();
@@ -179,6 +213,7 @@ export class LinkService {
         // for the grace period, so PreviewLink can tell its holder.
         retainUntil: new Date(expiresAt.getTime() + settings.tombstoneGraceMs),
         emailChange: change && address ? { changeId: change.id, address } : undefined,
+        pending: true,
       };
       const link: IssuedLink = {
         actionLink: buildActionLink(settings.actionLink, token, request.type, request.redirectTo),
@@ -195,48 +230,62 @@ export class LinkService {
     await store.links.insert(records, op);
     try {
       call.signal.throwIfAborted();
-      // No secret leaves unaudited: if this event cannot be stored, the new
-      // links are withdrawn below, the caller gets UNAVAILABLE, and the
-      // user's earlier links are untouched.
+      // No secret leaves unaudited: if this event cannot be stored, the
+      // caller gets UNAVAILABLE and the user's earlier links are untouched.
       await this.#deps.audit.recordBeforeHandout(this.#auditEvent(call, subject));
-      // Replace the user's older links of this type only once the new ones
-      // are stored and audited (a failure here leaves an extra link, never
-      // none). When two calls race, the newer issue wins: the older one's
-      // links go, as if the calls had come one after the other (and if that
-      // is this issue's, they are replaced before anyone saw them).
-      const replaced: LinkRecord[] = [];
-      try {
-        replaced.push(...(await store.links.deleteOlderIssues(user.id, request.type, now, issueId, op)));
-        replaced.push(...(await store.links.removeIfSuperseded(user.id, request.type, now, issueId, op)));
-      } finally {
-        await this.#bury(replaced, "replaced");
+      // Only now do the older links go. (For an email change, starting the
+      // new change is what ends the older change's links.) A failure from
+      // here on may have ended them: the caller's retry issues the link
+      // that replaces them.
+      if (prepared.commit) user = await prepared.commit(op);
+      if (await this.#replaceOlderIssues(user.id, request.type, now, issueId, op)) {
+        await store.links.markIssued(records.map((r) => r.tokenHash), op);
       }
     } catch (error) {
       // The caller will never see these links (deadline passed, client gone,
-      // or a fault): take them back so no orphan stays redeemable. Nobody
-      // holds their tokens, so they leave no tombstone.
+      // or a fault). They are pending, so nobody can use them even if this
+      // fails too; removing them only tidies up. Nobody holds their tokens,
+      // so they leave no tombstone.
       await Promise.all(records.map((r) => store.links.delete(r.tokenHash))).catch(() => undefined);
       throw error;
     }
-    return { expiresAt, links: { link: primary.link, currentAddressLink: current?.link } };
+    return { user, expiresAt, links: { link: primary.link, currentAddressLink: current?.link } };
+  }
+
+  /**
+   * End the user's links of `type` from every issue but the newest (this
+   * one, unless a newer one is already stored). When two calls race, the
+   * newer issue wins, as if the calls had come one after the other: each
+   * reads after storing its own links, so at least one of them sees both.
+   * Returns whether this issue is the newest (then its links are made
+   * usable; else they are replaced before anyone saw them).
+   */
+  async #replaceOlderIssues(userId: string, type: LinkType, now: Date, issueId: string, op: OperationOptions): Promise<boolean> {
+    const stored = await this.#deps.store.links.findByUser(userId, type, op);
+    const newer = (a: { issuedAt: Date; issueId: string }, b: { issuedAt: Date; issueId: string }) =>
+      a.issuedAt.getTime() > b.issuedAt.getTime() || (a.issuedAt.getTime() === b.issuedAt.getTime() && a.issueId > b.issueId);
+    let newest = { issuedAt: now, issueId };
+    for (const link of stored) if (newer(link, newest)) newest = link;
+    await this.#end(stored.filter((link) => link.issueId !== newest.issueId), "replaced", now, op);
+    return newest.issueId === issueId;
   }
 
   async verify(input: VerifyLinkInput, call: Call = internalCall("VerifyLink")): Promise<VerifiedLink> {
     const subject: Subject = { hashedTokens: [] };
-    let verified: VerifiedLink;
+    let redemption: Redemption;
     try {
-      verified = await this.#verify(input, call, subject);
+      redemption = await this.#verify(input, call, subject);
     } catch (error) {
       await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
       throw error;
     }
-    // The effect has committed: the answer is success even if the event
+    // The redemption has finished: the answer is success even if the event
     // cannot be stored right now (recordOutcome keeps and retries it).
-    await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject));
-    return verified;
+    await Promise.all([this.#deps.audit.recordOutcome(this.#auditEvent(call, subject)), redemption.tidied]);
+    return redemption.verified;
   }
 
-  async #verify(input: VerifyLinkInput, call: Call, subject: Subject): Promise<VerifiedLink> {
+  async #verify(input: VerifyLinkInput, call: Call, subject: Subject): Promise<Redemption> {
     const { store, clock, rateLimiter, rateLimits } = this.#deps;
     const op: OperationOptions = { signal: call.signal };
     // Per client address, before anything else, so malformed floods count
@@ -249,11 +298,17 @@ export class LinkService {
     subject.linkType = request.type;
     const now = clock.now();
     const { credential } = request;
+    let tokenHash: string;
     let link: LinkRecord | undefined;
+    let finisher: string | undefined;
     if (credential.kind === "token") {
-      const tokenHash = hashLinkToken(credential.token);
+      tokenHash = hashLinkToken(credential.token);
       subject.hashedTokens.push(tokenHash);
-      link = await store.links.consume(tokenHash, request.type, now, op);
+      // Both by _id, together: one round trip.
+      [link, finisher] = await Promise.all([
+        store.links.find(tokenHash, now, op),
+        store.claims.holderOf(finishedKey(tokenHash), now, op),
+      ]);
     } else {
       subject.email = credential.email;
       // Two budgets: a stranger from one client address spends only their
@@ -261,36 +316,35 @@ export class LinkService {
       // bounds guessing from many client addresses.
       await rateLimiter.take("verify-code-client", `${credential.email} ${call.clientAddress}`, rateLimits.verifyCodePerEmailAndClient, op);
       await rateLimiter.take("verify-code", credential.email, rateLimits.verifyCodePerEmail, op);
-      link = await this.#redeemCode(credential.email, credential.otp, request.type, now, op);
-      if (link) subject.hashedTokens.push(link.tokenHash);
+      link = await this.#matchCode(credential.email, credential.otp, request.type, now, op);
+      if (!link) throw linkInvalidOrExpired();
+      tokenHash = link.tokenHash;
+      subject.hashedTokens.push(tokenHash);
+      finisher = await store.claims.holderOf(finishedKey(tokenHash), now, op);
     }
-    if (!link) throw linkInvalidOrExpired();
-    Object.assign(subject, { userId: link.userId, email: link.email, linkAgeMs: now.getTime() - link.issuedAt.getTime() });
 
-    // The link is consumed: finish its effect even if the caller leaves now,
-    // and if a fault stops us, put the link back so it can be used again
-    // (and forget that it was used). Its tombstone is written alongside the
-    // effect, so it costs no extra round trip.
-    const buried = this.#bury([link], "used", now);
-    let effect: Effect;
-    try {
-      effect = await this.#applyEffect(link, now);
-      await buried;
-    } catch (error) {
-      await buried;
-      if (!(error instanceof AuthlinkError)) {
-        await store.links.restore(link).catch(() => undefined);
-        await store.tombstones.remove(link.tokenHash).catch(() => undefined);
-      }
-      throw error;
+    const claim = await this.#claim(tokenHash, link, request.type, finisher, call.requestId, now, op);
+    Object.assign(subject, { userId: claim.userId, email: claim.email, linkAgeMs: now.getTime() - claim.issuedAt.getTime() });
+    const { previousEmail, ...verified } = await this.#applyEffect(claim, now);
+    // Nobody would hear the answer: leave the claim for the next call to finish.
+    call.signal.throwIfAborted();
+    // Of all the calls that finish this claim, the first to record it answers
+    // success (and so does that call again, retried under its request id).
+    if ((await store.claims.hold(finishedKey(tokenHash), call.requestId, claim.retainUntil, op)) !== call.requestId) {
+      throw linkInvalidOrExpired();
     }
-    const { previousEmail, ...verified } = effect;
+    // The link document is clutter now (its tombstone and this record say
+    // it is used); a failure to remove it changes nothing.
+    const tidied = store.links.delete(tokenHash).then(
+      () => undefined,
+      () => undefined,
+    );
     const assertion = await this.#deps.assertions.issue(
       {
         userId: verified.user.id,
         email: verified.user.email,
         emailVerified: verified.user.emailConfirmedAt !== undefined,
-        linkType: link.type,
+        linkType: claim.type,
         method: credential.kind === "token" ? "link" : "code",
         emailChange:
           previousEmail === undefined
@@ -305,7 +359,45 @@ export class LinkService {
       },
       now,
     );
-    return { ...verified, assertion };
+    return { verified: { ...verified, assertion }, tidied };
+  }
+
+  /**
+   * The redemption of the link with `tokenHash` that this call may finish:
+   * its "used" tombstone, recorded now by this call (a live, issued link of
+   * `type`), or recorded earlier by a call that did not finish it (a fault,
+   * or still running) and not older than FINISH_WINDOW_MS past the link's
+   * expiry. Throws link_invalid_or_expired for everything else: unknown,
+   * pending, expired, of another type, replaced, revoked, or finished by
+   * another call. `finisher` is the call that finished it, if one did: this
+   * call (retried under its request id) may finish it again.
+   */
+  async #claim(
+    tokenHash: string,
+    link: LinkRecord | undefined,
+    type: LinkType,
+    finisher: string | undefined,
+    requestId: string,
+    now: Date,
+    op: OperationOptions,
+  ): Promise<LinkTombstone> {
+    const { tombstones } = this.#deps.store;
+    if (finisher !== undefined && finisher !== requestId) throw linkInvalidOrExpired();
+    let claim: LinkTombstone | undefined;
+    const usable = link !== undefined && link.type === type && !link.pending && now.getTime() < link.expiresAt.getTime();
+    if (usable && finisher === undefined) {
+      [claim] = await tombstones.record([tombstoneOf(link, "used", now)], op);
+    }
+    // Not recorded by this call: another fate came first, or an earlier call
+    // claimed it (the link may have expired since: the claim has not).
+    if (!claim && (finisher !== undefined || (link !== undefined && link.type === type && !link.pending))) {
+      claim = await tombstones.find(tokenHash, now, op);
+    }
+    const finishBy = claim && Math.max(claim.expiresAt.getTime(), claim.at.getTime() + FINISH_WINDOW_MS);
+    if (!claim || claim.ending !== "used" || claim.type !== type || now.getTime() >= (finishBy as number)) {
+      throw linkInvalidOrExpired();
+    }
+    return claim;
   }
 
   /**
@@ -355,14 +447,18 @@ export class LinkService {
   }
 
   /**
-   * Remember why these links went away (their delete was this call's).
-   * Best effort, and never cut short by the call's end: the delete happened,
-   * so this neither fails nor is abandoned half way; a failed write leaves
-   * PreviewLink answering UNKNOWN for those links.
+   * End these links as `ending`: record their tombstones (the first fate
+   * recorded for a link wins, so a link a redemption claimed first, or that
+   * another call ended first, is not this call's), then delete the link
+   * documents of those this call ended. Returns them. The deletes are
+   * tidying up: the tombstone already makes the link unusable.
    */
-  async #bury(links: readonly LinkRecord[], ending: LinkEnding, at: Date = this.#deps.clock.now()): Promise<void> {
-    if (links.length === 0) return;
-    await this.#deps.store.tombstones.record(links.map((link) => tombstoneOf(link, ending, at))).catch(() => undefined);
+  async #end(links: readonly LinkRecord[], ending: LinkEnding, at: Date, op: OperationOptions = {}): Promise<LinkTombstone[]> {
+    if (links.length === 0) return [];
+    const { store } = this.#deps;
+    const ended = await store.tombstones.record(links.map((link) => tombstoneOf(link, ending, at)), op);
+    await Promise.all(ended.map((tombstone) => store.links.delete(tombstone.tokenHash).catch(() => false)));
+    return ended;
   }
 
   /** The audit event of a call: its outcome is "ok" without `error`, else the error's reason. */
@@ -386,13 +482,19 @@ export class LinkService {
     };
   }
 
-  /** The user a link is issued to, created or updated as the link type says. */
+  /**
+   * The user a link is issued to, created or updated as the link type says
+   * (a retry does the same again). An email change is only prepared here: it
+   * is started (commit) once the new links are stored and audited, since
+   * starting it ends the links of the change pending before.
+   */
   async #prepareUser(
     request: GenerateLinkRequest,
     passwordHash: string | undefined,
     now: Date,
     op: OperationOptions,
-  ): Promise<User> {
+  ): Promise<PreparedUser> {
+    const prepared = async (user: Promise<User>): Promise<PreparedUser> => ({ user: await user });
     const { users } = this.#deps.store;
     const data = request.data ?? {};
     const fresh = (fields: Partial<User>): User => ({
@@ -406,29 +508,29 @@ export class LinkService {
 
     switch (request.type) {
       case "signup":
-        return this.#findOrCreate(request.email, fresh({ passwordHash }), op, async (existing) => {
+        return prepared(this.#findOrCreate(request.email, fresh({ passwordHash }), op, async (existing) => {
           if (existing.emailConfirmedAt) throw new AuthlinkError("email_exists");
           return users.update(
             existing.id,
             { updatedAt: now, passwordHash, userMetadata: mergeMetadata(existing.userMetadata, request.data) },
             op,
           );
-        });
+        }));
       case "invite":
-        return this.#findOrCreate(request.email, fresh({ invitedAt: now }), op, async (existing) => {
+        return prepared(this.#findOrCreate(request.email, fresh({ invitedAt: now }), op, async (existing) => {
           if (existing.emailConfirmedAt) throw new AuthlinkError("email_exists");
           return users.update(
             existing.id,
             { updatedAt: now, invitedAt: now, userMetadata: mergeMetadata(existing.userMetadata, request.data) },
             op,
           );
-        });
+        }));
       case "magiclink":
-        return this.#findOrCreate(request.email, fresh({}), op, async (existing) => existing);
+        return prepared(this.#findOrCreate(request.email, fresh({}), op, async (existing) => existing));
       case "recovery": {
         const user = await users.findByEmail(request.email, op);
         if (!user) throw new AuthlinkError("user_not_found");
-        return user;
+        return { user };
       }
       case "email_change": {
         const user = await users.findByEmail(request.email, op);
@@ -441,9 +543,12 @@ export class LinkService {
           requireCurrent: this.#deps.settings.secureEmailChange,
           requestedAt: now,
         };
-        const updated = await users.update(user.id, { updatedAt: now, emailChange }, op);
-        if (!updated) throw new AuthlinkError("user_not_found");
-        return updated;
+        const commit = async (commitOp: OperationOptions) => {
+          const updated = await users.update(user.id, { updatedAt: now, emailChange }, commitOp);
+          if (!updated) throw new AuthlinkError("user_not_found");
+          return updated;
+        };
+        return { user: { ...user, updatedAt: now, emailChange }, commit };
       }
     }
   }
@@ -473,28 +578,24 @@ export class LinkService {
   }
 
   /**
-   * Find the link a code belongs to. Before a code is compared with a
-   * candidate link, one of that link's attempts is claimed (claims are unique
-   * keys, so parallel guesses cannot share an attempt); once the last attempt
-   * is used without success, the link is deleted.
+   * The link a code belongs to (still to be claimed). Before a code is
+   * compared with a candidate link, one of that link's attempts is claimed
+   * (claims are unique keys, so parallel guesses cannot share an attempt).
    */
-  async #redeemCode(
+  async #matchCode(
     email: string,
     otp: string,
     type: LinkType,
     now: Date,
     op: OperationOptions,
   ): Promise<LinkRecord | undefined> {
-    const { links } = this.#deps.store;
-    const candidates = await links.findLiveByEmail(email, type, now, MAX_OTP_CANDIDATES, op);
+    const candidates = await this.#deps.store.links.findLiveByEmail(email, type, now, MAX_OTP_CANDIDATES, op);
     // Used-up attempts disable the link's code, never the link: anyone who
     // knows the address can send wrong codes, but only the person holds the
     // token, and it keeps working.
     for (const candidate of candidates) {
       if ((await this.#claimOtpAttempt(candidate, op)) === undefined) continue; // code disabled
-      if (this.#deps.otp.matches(candidate.otpHash, type, email, otp)) {
-        return links.consume(candidate.tokenHash, type, now, op);
-      }
+      if (this.#deps.otp.matches(candidate.otpHash, type, email, otp)) return candidate;
     }
     return undefined;
   }
@@ -507,8 +608,14 @@ export class LinkService {
     return undefined;
   }
 
-  async #applyEffect(link: LinkRecord, now: Date): Promise<Effect> {
-    const { users, links } = this.#deps.store;
+  /**
+   * What redeeming the claimed link does. Idempotent: a call that finishes a
+   * claim an earlier call left behind does it again, and ends in the same
+   * state (every step is a set-if-unset, a unique insert, or an end of links
+   * that are already ended).
+   */
+  async #applyEffect(link: LinkTombstone, now: Date): Promise<Effect> {
+    const { users } = this.#deps.store;
     const done = (user: User | undefined, emailChangePending = false, previousEmail?: string): Effect => {
       if (!user) throw linkInvalidOrExpired(); // the user is gone
       return { type: link.type, user, redirectTo: link.redirectTo, emailChangePending, hashedToken: link.tokenHash, previousEmail };
@@ -523,7 +630,7 @@ export class LinkService {
         // Receiving the mail proves the address too. Then no other link may
         // outlive the credential change this recovery leads to.
         const user = await users.confirmEmail(link.userId, now);
-        await this.#bury(await links.deleteAllForUser(link.userId), "revoked");
+        await this.#revokeOthers(link, now);
         return done(user);
       }
       case "email_change":
@@ -531,25 +638,39 @@ export class LinkService {
     }
   }
 
+  /** Revoke every link of the link's user but this one (already claimed). */
+  async #revokeOthers(link: LinkTombstone, now: Date): Promise<void> {
+    const links = await this.#deps.store.links.findByUser(link.userId, undefined);
+    await this.#end(links.filter((other) => other.tokenHash !== link.tokenHash), "revoked", now);
+  }
+
   /**
    * One address of an email change is confirmed (its link is redeemed). The
    * confirmation is recorded as a claim; when every address the change needs
    * is confirmed, the user moves to the new address and every other link of
-   * the user is revoked.
+   * the user is revoked. A change that has completed (this redemption's or
+   * the other address's) answers as completed.
    */
   async #confirmEmailChange(
-    link: LinkRecord,
+    link: LinkTombstone,
     now: Date,
     done: (user: User | undefined, emailChangePending?: boolean, previousEmail?: string) => Effect,
   ): Promise<Effect> {
-    const { users, links, claims } = this.#deps.store;
+    const { users, claims } = this.#deps.store;
     const user = await users.findById(link.userId);
-    const change = user?.emailChange;
-    if (!link.emailChange || !change || change.id !== link.emailChange.changeId) {
+    if (!user || !link.emailChange) throw linkInvalidOrExpired();
+    const { changeId, address } = link.emailChange;
+    if (user.completedEmailChange?.id === changeId) {
+      // Finished before the call that completed it could answer (or say so).
+      await this.#revokeOthers(link, now);
+      return done(user, false, user.completedEmailChange.previousEmail);
+    }
+    const change = user.emailChange;
+    if (!change || change.id !== changeId) {
       throw linkInvalidOrExpired(); // a newer change replaced this one, or it was dropped
     }
-    const key = (address: EmailChangeAddress) => `email_change:${change.id}:${address}`;
-    await claims.claim(key(link.emailChange.address), link.expiresAt);
+    const key = (of: EmailChangeAddress) => `email_change:${change.id}:${of}`;
+    await claims.claim(key(address), link.expiresAt);
     const needed = change.requireCurrent ? [key("new"), key("current")] : [key("new")];
     const confirmed = await claims.claimed(needed, now);
     if (needed.some((k) => !confirmed.has(k))) return done(user, true, user.email);
@@ -564,7 +685,7 @@ export class LinkService {
     // undefined: a concurrent confirmation completed the change first.
     const after = changed ?? (await users.findById(link.userId));
     if (after?.email !== change.newEmail) throw linkInvalidOrExpired();
-    await this.#bury(await links.deleteAllForUser(link.userId), "revoked");
+    await this.#revokeOthers(link, now);
     return done(after, false, user.email);
   }
 }

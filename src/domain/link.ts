@@ -2,8 +2,10 @@ import type { LinkType } from "./link-type.js";
 import type { EmailChangeAddress } from "./user.js";
 
 // An outstanding link as stored: hashes only, never the token or the code.
-// A record never changes after it is stored; it is only deleted (redeemed,
-// replaced, revoked, or forgotten once it is past `retainUntil`).
+// A record is stored pending and changes once, when its GenerateLink makes
+// it usable as its last step; otherwise it is only deleted, after its fate
+// (used, replaced, revoked) is recorded as its tombstone, or forgotten once
+// it is past `retainUntil`.
 
 export interface LinkRecord {
   /** SHA-256 hex of the link token; unique. */
@@ -29,16 +31,31 @@ export interface LinkRecord {
    */
   readonly retainUntil: Date;
   /** EMAIL_CHANGE only: which change and which address this link confirms. */
-  readonly emailChange?: { readonly changeId: string; readonly address: EmailChangeAddress } | undefined;
+  readonly emailChange?: LinkEmailChange | undefined;
+  /**
+   * True until the GenerateLink that stored it has done everything else: a
+   * pending link cannot be redeemed, and PreviewLink does not know it. So a
+   * GenerateLink that fails half way leaves nothing anyone can use.
+   */
+  readonly pending?: boolean | undefined;
+}
+
+/** Which change and which address an EMAIL_CHANGE link confirms. */
+export interface LinkEmailChange {
+  readonly changeId: string;
+  readonly address: EmailChangeAddress;
 }
 
 /** Why a link left the store before it was due to be forgotten. */
 export type LinkEnding = "used" | "replaced" | "revoked";
 
 /**
- * What is remembered of a link that went away for a reason, keyed by its
- * token hash, until the link's `retainUntil`: the reason, when, and the
- * link's descriptive fields (never its code's HMAC).
+ * The fate of a link, keyed by its token hash, kept until the link's
+ * `retainUntil`: the reason, when, and the link's descriptive fields (never
+ * its code's HMAC). The first tombstone recorded for a hash is the link's
+ * fate: recording it is how a redemption claims a link and how a revocation
+ * ends one, and the link document is deleted only afterwards. A "used"
+ * tombstone holds all a redemption needs to finish (store.ts).
  */
 export interface LinkTombstone {
   readonly tokenHash: string;
@@ -52,6 +69,7 @@ export interface LinkTombstone {
   readonly issuedAt: Date;
   readonly expiresAt: Date;
   readonly retainUntil: Date;
+  readonly emailChange?: LinkEmailChange | undefined;
 }
 
 /** The tombstone of `link`, which ended as `ending` at `at`. */
@@ -67,5 +85,6 @@ export function tombstoneOf(link: LinkRecord, ending: LinkEnding, at: Date): Lin
     issuedAt: link.issuedAt,
     expiresAt: link.expiresAt,
     retainUntil: link.retainUntil,
+    emailChange: link.emailChange,
   };
 }

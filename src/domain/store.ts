@@ -10,21 +10,24 @@ import type { JsonObject, PendingEmailChange, User } from "./user.js";
 // what it says or throws; a failed write is never reported as done.
 // Connectivity failures throw StoreUnavailableError.
 //
-// Where concurrent calls must not both win (redeeming a link, counting a code
-// attempt, recording a confirmation), the decision rests on the two
-// operations that are atomic on every MongoDB-compatible server: inserting a
-// unique key, and the count reported by a delete. A read-modify-write
-// (findOneAndUpdate, findOneAndDelete) is atomic on MongoDB but not on every
-// compatible server (FerretDB 1.24 hands one document to several concurrent
-// findOneAndDelete calls), so correctness never depends on one.
+// Where concurrent calls must not both win (redeeming a link, ending one,
+// counting a code attempt, recording a confirmation), the decision rests on
+// the two operations that are atomic on every MongoDB-compatible server:
+// inserting a unique key, and the count reported by a delete. A
+// read-modify-write (findOneAndUpdate, findOneAndDelete) is atomic on MongoDB
+// but not on every compatible server (FerretDB 1.24 hands one document to
+// several concurrent findOneAndDelete calls), so correctness never depends on
+// one.
 //
-// Tombstones (PreviewLink's memory of why a link went away) are a sub-store
-// of their own that the domain writes, not a side effect of the deleting
-// methods: those report exactly the links their own delete removed (a link
-// that a concurrent call removed first is not theirs to report), and the use
-// case decides what that means (used, replaced, revoked) and that writing it
-// is best effort. So every method here still either does what it says or
-// throws, and no adapter decides which failures may be swallowed.
+// The fate of a link is its tombstone (used, replaced, revoked): the first
+// one recorded for its hash wins, whoever races. A redemption claims a link
+// by recording its "used" tombstone; a replacement or revocation ends links by
+// recording theirs, and deletes the link documents of those it recorded only
+// afterwards. So a link is never both redeemed and revoked, and a call that
+// fails half way leaves a decided fate that a retry can finish, never a link
+// that is gone with nothing saying why. The domain orchestrates this (the
+// stores only persist); every method here still either does what it says or
+// throws.
 
 export interface Store {
   /** "memory" or "mongodb", for logs. */
@@ -66,9 +69,10 @@ export interface UserStore {
   /** Set emailConfirmedAt if it is not set yet; returns the user after. */
   confirmEmail(id: string, at: Date, options?: OperationOptions): Promise<User | undefined>;
   /**
-   * Move the user to the new address of pending change `change` and mark it
-   * confirmed. "email_taken" when another user holds the address by now;
-   * undefined when the change is no longer pending.
+   * Move the user to the new address of pending change `change`, mark it
+   * confirmed, and remember the change as completedEmailChange (with the
+   * address the user moved away from). "email_taken" when another user holds
+   * the address by now; undefined when the change is no longer pending.
    */
   completeEmailChange(id: string, change: Pick<PendingEmailChange, "id" | "newEmail">, at: Date, options?: OperationOptions): Promise<User | "email_taken" | undefined>;
   /** Drop pending change `changeId` (if it still is the pending one). */
@@ -85,55 +89,34 @@ export interface UserChanges {
 }
 
 export interface LinkStore {
-  /** Store new links (all of one issue). */
+  /** Store new links (all of one issue; pending until markIssued). */
   insert(links: readonly LinkRecord[], options?: OperationOptions): Promise<void>;
+  /** Make pending links usable (the last step of their issue); hashes no longer stored are skipped. */
+  markIssued(tokenHashes: readonly string[], options?: OperationOptions): Promise<void>;
   /**
-   * The stored link with this hash, whether live or expired, without
-   * consuming it; undefined when none is stored or it is past its
-   * retainUntil. Looked up by hash alone (the hot path of PreviewLink).
+   * The stored link with this hash, whether pending, live or expired;
+   * undefined when none is stored or it is past its retainUntil. Looked up
+   * by hash alone (the hot path of VerifyLink and PreviewLink).
    */
   find(tokenHash: string, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
-  /**
-   * Delete the user's links of `type` from issues older than (issuedAt,
-   * issueId), so that the newest issue wins even when two race. Returns the
-   * links this call deleted.
-   */
-  deleteOlderIssues(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<LinkRecord[]>;
-  /**
-   * If the user has links of `type` from an issue newer than (issuedAt,
-   * issueId), delete this issue's links and return those this call deleted
-   * (none when no newer issue exists). Called after deleteOlderIssues, it
-   * settles races: whatever the interleaving, only the newest issue survives.
-   */
-  removeIfSuperseded(userId: string, type: LinkType, issuedAt: Date, issueId: string, options?: OperationOptions): Promise<LinkRecord[]>;
-  /** Delete every stored link of a user; returns the links this call deleted. */
-  deleteAllForUser(userId: string, options?: OperationOptions): Promise<LinkRecord[]>;
-  /**
-   * Remove and return the live (now < expiresAt) link with this hash and
-   * type. Of concurrent calls for one link, exactly one gets it; and of a
-   * consume racing any deleting method, exactly one reports the link.
-   */
-  consume(tokenHash: string, type: LinkType, now: Date, options?: OperationOptions): Promise<LinkRecord | undefined>;
-  /** Live links of `type` sent to `email` (candidates for a one-time code), at most `limit`. */
+  /** Every stored link of the user (only those of `type`, when given), pending and expired ones too. */
+  findByUser(userId: string, type: LinkType | undefined, options?: OperationOptions): Promise<LinkRecord[]>;
+  /** Issued (not pending), live links of `type` sent to `email` (candidates for a one-time code), at most `limit`. */
   findLiveByEmail(email: string, type: LinkType, now: Date, limit: number, options?: OperationOptions): Promise<LinkRecord[]>;
   /** Delete one link; true when this call deleted it (false: it was not stored). */
   delete(tokenHash: string, options?: OperationOptions): Promise<boolean>;
-  /** Put back a link that was consumed but whose effect could not be applied. */
-  restore(link: LinkRecord, options?: OperationOptions): Promise<void>;
 }
 
 /**
- * Why links went away (used, replaced, revoked), keyed by token hash, each
- * kept until its retainUntil. The first tombstone recorded for a hash wins:
- * a later record of the same hash is ignored, however many race.
+ * The fate of links (used, replaced, revoked), keyed by token hash, each kept
+ * until its retainUntil. The first tombstone recorded for a hash wins: a
+ * later record of the same hash is ignored, however many race.
  */
 export interface TombstoneStore {
-  /** Record tombstones; a hash that already has one keeps it. */
-  record(tombstones: readonly LinkTombstone[], options?: OperationOptions): Promise<void>;
+  /** Record tombstones; a hash that already has one keeps it. Returns those this call recorded. */
+  record(tombstones: readonly LinkTombstone[], options?: OperationOptions): Promise<LinkTombstone[]>;
   /** The tombstone of this hash; undefined when there is none or it is past its retainUntil at `now`. */
   find(tokenHash: string, now: Date, options?: OperationOptions): Promise<LinkTombstone | undefined>;
-  /** Forget the tombstone of this hash (a consumed link was put back). */
-  remove(tokenHash: string, options?: OperationOptions): Promise<void>;
 }
 
 /**
@@ -145,6 +128,15 @@ export interface ClaimStore {
   claim(key: string, expiresAt: Date, options?: OperationOptions): Promise<boolean>;
   /** Which of `keys` are recorded (and not expired at `now`). */
   claimed(keys: readonly string[], now: Date, options?: OperationOptions): Promise<Set<string>>;
+  /**
+   * Record `key` as held by `holder` unless it is recorded already; returns
+   * the holder on record afterwards: `holder` for the one call that recorded
+   * it, the first one's for every other. (A key recorded by `claim` is held
+   * by "".)
+   */
+  hold(key: string, holder: string, expiresAt: Date, options?: OperationOptions): Promise<string>;
+  /** Who holds `key`; undefined when it is not recorded (or expired at `now`). */
+  holderOf(key: string, now: Date, options?: OperationOptions): Promise<string | undefined>;
 }
 
 /**

@@ -17,6 +17,14 @@ export interface User {
   readonly userMetadata: JsonObject;
   /** An email change waiting for its confirmations. */
   readonly emailChange?: PendingEmailChange | undefined;
+  /** The last email change that completed (so a redemption that completed it can be finished again). */
+  readonly completedEmailChange?: CompletedEmailChange | undefined;
+}
+
+export interface CompletedEmailChange {
+  readonly id: string;
+  /** The address the user moved away from. */
+  readonly previousEmail: string;
 }
 
 export interface PendingEmailChange {

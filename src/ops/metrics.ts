@@ -15,7 +15,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // | authlink_audit_write_failures_total         | counter   |                        | Audit events that could not be stored (queued for retry or dropped) |
 // | authlink_audit_events_dropped_total         | counter   |                        | Audit events lost because the retry queue overflowed |
 // | authlink_audit_queue_length                 | gauge     |                        | Audit events waiting in the retry queue |
-// | authlink_store_operation_duration_seconds   | histogram | operation              | Store call duration, by "<substore>.<method>" (links.consume, users.findByEmail, purgeExpired, ...) |
+// | authlink_store_operation_duration_seconds   | histogram | operation              | Store call duration, by "<substore>.<method>" (links.find, users.findByEmail, purgeExpired, ...) |
 // | authlink_store_errors_total                 | counter   | operation, kind        | Failed store calls; kind "unavailable" (StoreUnavailableError) or "other" |
 // | authlink_protocol_refusals_total            | counter   | kind                   | Requests refused by the protocol layer before any handler (bad content type, oversize, ...) |
 //

@@ -26,7 +26,8 @@ export function createMemoryStore(): Store {
   const userIdByEmail = new Map<string, string>();
   const links = new Map<string, LinkRecord>();
   const tombstones = new Map<string, LinkTombstone>();
-  const claims = new Map<string, Date>();
+  /** Claimed keys: when they expire, and who holds them ("" for claim()). */
+  const claims = new Map<string, { expiresAt: Date; holder: string }>();
   /** Hits per bucket and window; the window keys expire like claims. */
   const rateWindows = new Map<string, { hits: number; expiresAt: Date }>();
   const auditEvents: { event: AuditEvent; expiresAt: Date }[] = [];
@@ -72,6 +73,7 @@ export function createMemoryStore(): Store {
         emailConfirmedAt: at,
         updatedAt: at,
         emailChange: undefined,
+        completedEmailChange: { id: change.id, previousEmail: u.email },
       }));
     },
     async cancelEmailChange(id, changeId, at) {
@@ -91,18 +93,12 @@ export function createMemoryStore(): Store {
   const isLive = (link: LinkRecord, now: Date): boolean => now.getTime() < link.expiresAt.getTime();
   /** Links (expired ones included) and tombstones are kept until their retainUntil. */
   const isRetained = (entry: { retainUntil: Date }, now: Date): boolean => now.getTime() < entry.retainUntil.getTime();
-  const isOlder = (link: LinkRecord, issuedAt: Date, issueId: string): boolean =>
-    link.issuedAt.getTime() < issuedAt.getTime() ||
-    (link.issuedAt.getTime() === issuedAt.getTime() && link.issueId < issueId);
 
-  /** Delete the links that match; returns them (copies). */
-  const deleteWhere = (predicate: (link: LinkRecord) => boolean): LinkRecord[] => {
-    const deleted: LinkRecord[] = [];
+  /** Delete the links that match; returns how many. */
+  const deleteWhere = (predicate: (link: LinkRecord) => boolean): number => {
+    let deleted = 0;
     for (const [hash, link] of links) {
-      if (predicate(link)) {
-        links.delete(hash);
-        deleted.push(copy(link));
-      }
+      if (predicate(link) && links.delete(hash)) deleted++;
     }
     return deleted;
   };
@@ -112,65 +108,64 @@ export function createMemoryStore(): Store {
       if (records.some((r) => links.has(r.tokenHash))) throw new Error("duplicate token hash");
       for (const record of records) links.set(record.tokenHash, copy(record));
     },
+    async markIssued(tokenHashes) {
+      for (const hash of tokenHashes) {
+        const link = links.get(hash);
+        if (link) links.set(hash, { ...link, pending: undefined });
+      }
+    },
     async find(tokenHash, now) {
       const link = links.get(tokenHash);
       return link && isRetained(link, now) ? copy(link) : undefined;
     },
-    async deleteOlderIssues(userId, type: LinkType, issuedAt, issueId) {
-      return deleteWhere((l) => l.userId === userId && l.type === type && isOlder(l, issuedAt, issueId));
-    },
-    async removeIfSuperseded(userId, type: LinkType, issuedAt, issueId) {
-      const superseded = [...links.values()].some(
-        (l) => l.userId === userId && l.type === type && l.issueId !== issueId && !isOlder(l, issuedAt, issueId),
-      );
-      return superseded ? deleteWhere((l) => l.userId === userId && l.type === type && l.issueId === issueId) : [];
-    },
-    async deleteAllForUser(userId) {
-      return deleteWhere((l) => l.userId === userId);
-    },
-    async consume(tokenHash, type, now) {
-      const link = links.get(tokenHash);
-      if (!link || link.type !== type || !isLive(link, now)) return undefined;
-      links.delete(tokenHash);
-      return link;
+    async findByUser(userId, type: LinkType | undefined) {
+      return [...links.values()].filter((l) => l.userId === userId && (type === undefined || l.type === type)).map(copy);
     },
     async findLiveByEmail(email, type, now, limit) {
       return [...links.values()]
-        .filter((l) => l.email === email && l.type === type && isLive(l, now))
+        .filter((l) => l.email === email && l.type === type && isLive(l, now) && !l.pending)
         .slice(0, Math.max(0, limit))
         .map(copy);
     },
     async delete(tokenHash) {
       return links.delete(tokenHash);
     },
-    async restore(link) {
-      links.set(link.tokenHash, copy(link));
-    },
   };
 
   const tombstoneStore: TombstoneStore = {
     async record(records) {
+      const recorded: LinkTombstone[] = [];
       for (const tombstone of records) {
-        if (!tombstones.has(tombstone.tokenHash)) tombstones.set(tombstone.tokenHash, copy(tombstone));
+        if (tombstones.has(tombstone.tokenHash)) continue;
+        tombstones.set(tombstone.tokenHash, copy(tombstone));
+        recorded.push(copy(tombstone));
       }
+      return recorded;
     },
     async find(tokenHash, now) {
       const tombstone = tombstones.get(tokenHash);
       return tombstone && isRetained(tombstone, now) ? copy(tombstone) : undefined;
-    },
-    async remove(tokenHash) {
-      tombstones.delete(tokenHash);
     },
   };
 
   const claimStore: ClaimStore = {
     async claim(key, expiresAt) {
       if (claims.has(key)) return false;
-      claims.set(key, expiresAt);
+      claims.set(key, { expiresAt, holder: "" });
       return true;
     },
     async claimed(keys, now) {
-      return new Set(keys.filter((key) => (claims.get(key)?.getTime() ?? -Infinity) > now.getTime()));
+      return new Set(keys.filter((key) => (claims.get(key)?.expiresAt.getTime() ?? -Infinity) > now.getTime()));
+    },
+    async hold(key, holder, expiresAt) {
+      const held = claims.get(key);
+      if (held) return held.holder;
+      claims.set(key, { expiresAt, holder });
+      return holder;
+    },
+    async holderOf(key, now) {
+      const held = claims.get(key);
+      return held && held.expiresAt.getTime() > now.getTime() ? held.holder : undefined;
     },
   };
 
@@ -211,12 +206,12 @@ export function createMemoryStore(): Store {
     audit: auditStore,
     needsPurge: true,
     async purgeExpired(now) {
-      let count = deleteWhere((l) => !isRetained(l, now)).length;
+      let count = deleteWhere((l) => !isRetained(l, now));
       for (const [hash, tombstone] of tombstones) {
         if (!isRetained(tombstone, now) && tombstones.delete(hash)) count++;
       }
       const expired = (expiresAt: Date) => expiresAt.getTime() <= now.getTime();
-      for (const [key, expiresAt] of claims) {
+      for (const [key, { expiresAt }] of claims) {
         if (expired(expiresAt) && claims.delete(key)) count++;
       }
       for (const [key, window] of rateWindows) {

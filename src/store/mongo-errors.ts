@@ -41,13 +41,16 @@ export function isDuplicateKeyError(error: unknown): boolean {
 }
 
 /**
- * An unordered insertMany whose every failed document failed only on a
- * duplicate key (the documents already there win; the rest were inserted).
+ * For an unordered insertMany whose every failed document failed only on a
+ * duplicate key (the documents already there win; the rest were inserted):
+ * the indexes of the documents that were not inserted. Undefined for any
+ * other error.
  */
-export function isOnlyDuplicateKeyErrors(error: unknown): boolean {
-  if (!(error instanceof MongoBulkWriteError)) return isDuplicateKeyError(error);
+export function duplicateKeyIndexes(error: unknown): Set<number> | undefined {
+  if (!(error instanceof MongoBulkWriteError)) return undefined;
   const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-  return error.err === undefined && writeErrors.length > 0 && writeErrors.every((e) => e?.code === DUPLICATE_KEY);
+  if (error.err !== undefined || writeErrors.length === 0 || !writeErrors.every((e) => e?.code === DUPLICATE_KEY)) return undefined;
+  return new Set(writeErrors.map((e) => e.index));
 }
 
 export function isUnavailableError(error: unknown): boolean {

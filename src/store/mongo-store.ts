@@ -1,9 +1,9 @@
 import { MongoClient, type Collection, type Db } from "mongodb";
 import type { AuditEvent } from "../domain/audit-event.js";
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
-import type { JsonObject, PendingEmailChange, User } from "../domain/user.js";
+import type { CompletedEmailChange, JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
-import { isDuplicateKeyError, isOnlyDuplicateKeyErrors, isUnavailableError, translateErrors } from "./mongo-errors.js";
+import { duplicateKeyIndexes, isDuplicateKeyError, isUnavailableError, translateErrors } from "./mongo-errors.js";
 import type {
   AuditStore,
   ClaimStore,
@@ -23,22 +23,20 @@ import type {
 //                tombstone grace: an expired link stays, unusable, so that
 //                PreviewLink can still say "expired")
 //   link_tombstones _id = the token hash of a link that was used, replaced
-//                or revoked; TTL on retainUntil (copied from the link)
+//                or revoked (its fate: the first insert wins); TTL on
+//                retainUntil (copied from the link)
 //   claims       _id = the claimed key (one-time code attempts, email-change
-//                confirmations); TTL on expiresAt
+//                confirmations, finished redemptions with their holder); TTL
+//                on expiresAt
 //   rate_limits  one document per hit: _id = bucket|window|slot, slots
 //                numbered from 1; index on {bucket,window,slot}; TTL
 //   audit_events one document per call; indexes on {email,at} and
 //                {userId,at}; TTL on expiresAt (the retention)
-// Redemption reads the link, checks its type and expiry (every read checks
-// expiresAt itself: the TTL index only reclaims space, later), then deletes
-// it; only the caller whose delete removed the document gets it. Links never
-// change after insert, so the read cannot be stale. The other deleting
-// methods find their links, then delete each by _id, and report only those
-// whose delete count was theirs: a link consumed in between is reported by
-// consume alone, so it gets one tombstone, "used". Tombstone inserts are
-// unique on _id: the first one recorded for a hash wins. Servers without TTL
-// indexes (FerretDB 1.x answers NotImplemented) get a purge loop instead.
+// Every decision is a unique insert (tombstones, claims, rate-limit slots,
+// users' addresses); hot-path reads are by _id. A link document changes once
+// (pending → issued, an $unset by _id) and is otherwise only inserted and
+// deleted. Servers without TTL indexes (FerretDB 1.x answers NotImplemented)
+// get a purge loop instead.
 
 export interface MongoStoreOptions {
   readonly uri: string;
@@ -62,11 +60,14 @@ interface UserDoc {
   /** JSON text: metadata keys may contain "." or "$", which BSON field names should not. */
   userMetadataJson: string;
   emailChange?: PendingEmailChange;
+  completedEmailChange?: CompletedEmailChange;
 }
 
 interface ClaimDoc {
   _id: string;
   expiresAt: Date;
+  /** Who holds the key (hold()); absent for claim(). */
+  holder?: string;
 }
 
 interface RateHitDoc {
@@ -92,6 +93,8 @@ interface LinkDoc {
   issuedAt: Date;
   expiresAt: Date;
   emailChange?: LinkRecord["emailChange"];
+  /** Present (true) until the link's issue makes it usable. */
+  pending?: boolean;
 }
 
 interface TombstoneDoc {
@@ -105,6 +108,7 @@ interface TombstoneDoc {
   issuedAt: Date;
   expiresAt: Date;
   retainUntil: Date;
+  emailChange?: LinkRecord["emailChange"];
 }
 
 const NOT_IMPLEMENTED = 238;
@@ -255,7 +259,9 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
     completeEmailChange: (id, change, at, options) =>
       run(options, async () => {
         const pending = { _id: id, "emailChange.id": change.id, "emailChange.newEmail": change.newEmail };
-        if (!(await users.findOne(pending, { ...read(options), projection: { _id: 1 } }))) return undefined;
+        const before = await users.findOne(pending, { ...read(options), projection: { _id: 1, email: 1 } });
+        if (!before) return undefined;
+        const completedEmailChange: CompletedEmailChange = { id: change.id, previousEmail: before.email };
         // The address is checked before the update, and again after a failed
         // one, so the answer does not depend on how a server reports a
         // unique-index conflict inside an update (MongoDB: 11000; FerretDB:
@@ -268,7 +274,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         try {
           const updated = await users.findOneAndUpdate(
             pending,
-            { $set: { email: change.newEmail, emailConfirmedAt: at, updatedAt: at }, $unset: { emailChange: "" } },
+            { $set: { email: change.newEmail, emailConfirmedAt: at, updatedAt: at, completedEmailChange }, $unset: { emailChange: "" } },
             after,
           );
           return toUser(updated);
@@ -286,20 +292,6 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
   };
 
-  /**
-   * Delete the found links one by one (their _ids are the shard key, and each
-   * delete's count says whether this call removed that link); returns those
-   * it removed. The deletes run together, so this is one round trip; all of
-   * them settle before a failure is reported.
-   */
-  const deleteEach = async (docs: readonly LinkDoc[]): Promise<LinkRecord[]> => {
-    const settled = await Promise.allSettled(docs.map((doc) => links.deleteOne({ _id: doc._id })));
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-    if (failed) throw failed.reason;
-    return docs
-      .filter((_, i) => (settled[i] as PromiseFulfilledResult<{ deletedCount: number }>).value.deletedCount === 1)
-      .map((doc) => toLink(doc) as LinkRecord);
-  };
   const stillRetained = <T extends { retainUntil?: Date; expiresAt: Date }>(doc: T | null, now: Date): T | undefined =>
     doc && now.getTime() < (doc.retainUntil ?? doc.expiresAt).getTime() ? doc : undefined;
 
@@ -308,72 +300,49 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       run(options, async () => {
         await links.insertMany(records.map(fromLink), { ordered: true });
       }),
+    markIssued: (tokenHashes, options) =>
+      run(options, async () => {
+        // One update by _id per link, together: one round trip.
+        await Promise.all(tokenHashes.map((hash) => links.updateOne({ _id: hash }, { $unset: { pending: "" } })));
+      }),
     find: (tokenHash, now, options) =>
       run(options, async () => toLink(stillRetained(await links.findOne({ _id: tokenHash }, read(options)), now) ?? null)),
-    deleteOlderIssues: (userId, type, issuedAt, issueId, options) =>
+    findByUser: (userId, type, options) =>
       run(options, async () => {
-        const older = await links
-          .find({ userId, type, $or: [{ issuedAt: { $lt: issuedAt } }, { issuedAt, issueId: { $lt: issueId } }] }, read(options))
-          .toArray();
-        return deleteEach(older);
-      }),
-    removeIfSuperseded: (userId, type, issuedAt, issueId, options) =>
-      run(options, async () => {
-        const newer = await links.findOne(
-          { userId, type, $or: [{ issuedAt: { $gt: issuedAt } }, { issuedAt, issueId: { $gt: issueId } }] },
-          { ...read(options), projection: { _id: 1 } },
-        );
-        if (!newer) return [];
-        return deleteEach(await links.find({ userId, type, issueId }, read(options)).toArray());
-      }),
-    deleteAllForUser: (userId, options) =>
-      run(options, async () => deleteEach(await links.find({ userId }, read(options)).toArray())),
-    consume: (tokenHash, type, now, options) =>
-      run(options, async () => {
-        // Looked up by _id alone, which every compatible server answers from
-        // its index (FerretDB scans the collection for any richer filter);
-        // type and expiry are checked here against the caller's `now`.
-        const link = await links.findOne({ _id: tokenHash }, read(options));
-        if (!link || link.type !== type || link.expiresAt.getTime() <= now.getTime()) return undefined;
-        const { deletedCount } = await links.deleteOne({ _id: tokenHash });
-        return deletedCount === 1 ? toLink(link) : undefined;
+        const docs = await links.find(type === undefined ? { userId } : { userId, type }, read(options)).toArray();
+        return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
     findLiveByEmail: (email, type, now, limit, options) =>
       run(options, async () => {
         if (limit <= 0) return []; // the driver reads limit(0) as "no limit"
-        const docs = await links.find({ email, type, expiresAt: { $gt: now } }, read(options)).limit(limit).toArray();
+        const docs = await links
+          .find({ email, type, expiresAt: { $gt: now }, pending: { $exists: false } }, read(options))
+          .limit(limit)
+          .toArray();
         return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
     delete: (tokenHash, options) =>
       run(options, async () => (await links.deleteOne({ _id: tokenHash })).deletedCount === 1),
-    restore: (link, options) =>
-      run(options, async () => {
-        try {
-          await links.insertOne(fromLink(link));
-        } catch (error) {
-          if (!isDuplicateKeyError(error)) throw error; // already back: nothing to do
-        }
-      }),
   };
 
   const tombstoneStore: TombstoneStore = {
     record: (records, options) =>
       run(options, async () => {
-        if (records.length === 0) return;
+        if (records.length === 0) return [];
         try {
           // Unordered: every new hash is recorded even when another already
           // has its tombstone (which stays: the first writer wins).
           await tombstones.insertMany(records.map(fromTombstone), { ordered: false });
+          return [...records];
         } catch (error) {
-          if (!isOnlyDuplicateKeyErrors(error)) throw error;
+          if (records.length === 1 && isDuplicateKeyError(error)) return [];
+          const lost = duplicateKeyIndexes(error);
+          if (!lost) throw error;
+          return records.filter((_, i) => !lost.has(i));
         }
       }),
     find: (tokenHash, now, options) =>
       run(options, async () => toTombstone(stillRetained(await tombstones.findOne({ _id: tokenHash }, read(options)), now))),
-    remove: (tokenHash, options) =>
-      run(options, async () => {
-        await tombstones.deleteOne({ _id: tokenHash });
-      }),
   };
 
   const claimStore: ClaimStore = {
@@ -391,6 +360,26 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       run(options, async () => {
         const found = await Promise.all(keys.map((key) => claims.findOne({ _id: key }, read(options))));
         return new Set(found.filter((doc) => doc !== null && doc.expiresAt.getTime() > now.getTime()).map((doc) => doc!._id));
+      }),
+    hold: (key, holder, expiresAt, options) =>
+      run(options, async () => {
+        // The insert decides; a loser reads who won. Should the winner's
+        // document be purged in between, the key is free again: try again.
+        for (;;) {
+          try {
+            await claims.insertOne({ _id: key, expiresAt, holder });
+            return holder;
+          } catch (error) {
+            if (!isDuplicateKeyError(error)) throw error;
+          }
+          const held = await claims.findOne({ _id: key }, read(options));
+          if (held) return held.holder ?? "";
+        }
+      }),
+    holderOf: (key, now, options) =>
+      run(options, async () => {
+        const held = await claims.findOne({ _id: key }, read(options));
+        return held && held.expiresAt.getTime() > now.getTime() ? (held.holder ?? "") : undefined;
       }),
   };
 
@@ -471,6 +460,7 @@ function fromUser(user: User): UserDoc {
     updatedAt: user.updatedAt,
     userMetadataJson: JSON.stringify(user.userMetadata),
     emailChange: user.emailChange,
+    completedEmailChange: user.completedEmailChange,
   } as UserDoc;
 }
 
@@ -486,6 +476,7 @@ function toUser(doc: UserDoc | null): User | undefined {
     updatedAt: doc.updatedAt,
     userMetadata: JSON.parse(doc.userMetadataJson) as JsonObject,
     emailChange: doc.emailChange ? withoutNulls(doc.emailChange) : undefined,
+    completedEmailChange: doc.completedEmailChange ?? undefined,
   };
 }
 
@@ -502,6 +493,7 @@ function fromLink(link: LinkRecord): LinkDoc {
     expiresAt: link.expiresAt,
     retainUntil: link.retainUntil,
     emailChange: link.emailChange,
+    pending: link.pending === true ? true : undefined,
   } as LinkDoc;
 }
 
@@ -519,6 +511,7 @@ function toLink(doc: LinkDoc | null): LinkRecord | undefined {
     expiresAt: doc.expiresAt,
     retainUntil: doc.retainUntil ?? doc.expiresAt,
     emailChange: doc.emailChange ?? undefined,
+    pending: doc.pending === true ? true : undefined,
   };
 }
 
@@ -534,6 +527,7 @@ function fromTombstone(tombstone: LinkTombstone): TombstoneDoc {
     issuedAt: tombstone.issuedAt,
     expiresAt: tombstone.expiresAt,
     retainUntil: tombstone.retainUntil,
+    emailChange: tombstone.emailChange,
   } as TombstoneDoc;
 }
 
@@ -550,6 +544,7 @@ function toTombstone(doc: TombstoneDoc | undefined): LinkTombstone | undefined {
     issuedAt: doc.issuedAt,
     expiresAt: doc.expiresAt,
     retainUntil: doc.retainUntil,
+    emailChange: doc.emailChange ?? undefined,
   };
 }
 

@@ -3,11 +3,13 @@ import { after, before, describe, test } from "node:test";
 import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import type { LinkSettings } from "../../src/domain/link-settings.js";
-import { LinkService, type GeneratedLink } from "../../src/domain/link-service.js";
+import { FINISH_WINDOW_MS, LinkService, type GeneratedLink } from "../../src/domain/link-service.js";
+import { internalCall } from "../../src/domain/call.js";
 import { RateLimiter } from "../../src/domain/rate-limiter.js";
 import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
 import type { LinkType } from "../../src/domain/link-type.js";
 import { createOtpCodec } from "../../src/crypto/otp.js";
+import { newLinkToken } from "../../src/crypto/link-token.js";
 import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
 import { Secret } from "../../src/crypto/secret.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
@@ -442,25 +444,169 @@ function suite(name: string, openStore: () => Promise<Store>): void {
       });
     });
 
-    describe("a fault while applying a redeemed link", () => {
-      test("gives the link back, so it works once the database does", async () => {
-        const f = fixture();
-        const generated = await f.links.generate(input("magiclink", uniqueEmail("fault")));
-        let failures = 1;
-        const flaky: Store = {
+    describe("faults: an error answer hides no effect a retry cannot finish", () => {
+      /** `store` with `fail(name)` throwing StoreUnavailableError while it returns true. */
+      function flaky(fail: (operation: string) => boolean): Store {
+        const wrap = <T extends object>(prefix: string, sub: T): T =>
+          Object.fromEntries(
+            Object.entries(sub).map(([name, method]) => [
+              name,
+              (...args: unknown[]) => {
+                if (fail(`${prefix}.${name}`)) return Promise.reject(new StoreUnavailableError(`${prefix}.${name} failed`));
+                return (method as (...a: unknown[]) => unknown).apply(sub, args);
+              },
+            ]),
+          ) as T;
+        return {
           ...store,
-          users: {
-            ...store.users,
-            confirmEmail: async (...args) => {
-              if (failures-- > 0) throw new StoreUnavailableError("database went away");
-              return store.users.confirmEmail(...args);
-            },
-          },
+          users: wrap("users", store.users),
+          links: wrap("links", store.links),
+          tombstones: wrap("tombstones", store.tombstones),
+          claims: wrap("claims", store.claims),
         };
-        const service = makeService(flaky);
+      }
+      /** Fails `operation` the first `times` times it is called. */
+      const failing = (operation: string, times = 1) => (name: string) => name === operation && times-- > 0;
+      const as = (requestId: string) => internalCall("VerifyLink", { requestId });
+
+      for (const operation of ["tombstones.record", "users.confirmEmail", "claims.hold"]) {
+        test(`${operation} fails during a redemption: UNAVAILABLE, then the next call with the token succeeds once`, async () => {
+          const f = fixture();
+          const generated = await f.links.generate(input("magiclink", uniqueEmail("fault")));
+          const service = makeService(flaky(failing(operation)));
+          await assert.rejects(service.links.verify(byToken("magiclink", tokenOf(generated.link))), StoreUnavailableError);
+          const verified = await service.links.verify(byToken("magiclink", tokenOf(generated.link)));
+          assert.equal(verified.user.id, generated.user.id);
+          assert.ok(verified.user.emailConfirmedAt, "the effect is there");
+          await rejects(service.links.verify(byToken("magiclink", tokenOf(generated.link))), "link_invalid_or_expired");
+        });
+      }
+
+      test("the same, by code: the code finds the claimed link and finishes it", async () => {
+        const f = fixture();
+        const generated = await f.links.generate(input("magiclink", uniqueEmail("fault-code")));
+        const service = makeService(flaky(failing("claims.hold")));
+        const code = byCode("magiclink", generated.user.email, generated.link.otp);
+        await assert.rejects(service.links.verify(code), StoreUnavailableError);
+        assert.equal((await service.links.verify(code)).user.id, generated.user.id);
+        await rejects(service.links.verify(code), "link_invalid_or_expired");
+        await rejects(service.links.verify(byToken("magiclink", tokenOf(generated.link))), "link_invalid_or_expired");
+      });
+
+      test("a redemption that finished but whose answer was lost is answered again under its request id, and only under it", async () => {
+        const f = fixture();
+        const generated = await f.links.generate(input("magiclink", uniqueEmail("replay")));
+        const token = byToken("magiclink", tokenOf(generated.link));
+        const first = await f.links.verify(token, as("req-replay-1"));
+        const again = await f.links.verify(token, as("req-replay-1"));
+        assert.equal(again.user.id, first.user.id);
+        assert.equal(again.hashedToken, first.hashedToken);
+        await rejects(f.links.verify(token, as("req-replay-2")), "link_invalid_or_expired");
+        await rejects(f.links.verify(byCode("magiclink", generated.user.email, generated.link.otp), as("req-replay-3")), "link_invalid_or_expired");
+      });
+
+      test("of 20 concurrent calls finishing one claimed redemption, exactly one succeeds", async () => {
+        const f = fixture();
+        const generated = await f.links.generate(input("magiclink", uniqueEmail("finish-race")));
+        const service = makeService(flaky(failing("claims.hold")));
         await assert.rejects(service.links.verify(byToken("magiclink", tokenOf(generated.link))), StoreUnavailableError);
-        const verified = await service.links.verify(byToken("magiclink", tokenOf(generated.link)));
-        assert.equal(verified.user.id, generated.user.id);
+        const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => f.links.verify(byToken("magiclink", tokenOf(generated.link)))));
+        assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 1);
+      });
+
+      test("a claim left behind can be finished until the link's expiry, or 15 minutes after the claim if that is later", async () => {
+        const f = fixture();
+        const generated = await f.links.generate(input("magiclink", uniqueEmail("late"), { expiresInMs: 60_000 }));
+        const service = makeService(flaky(failing("users.confirmEmail")));
+        service.clock.set(f.clock.now());
+        await assert.rejects(service.links.verify(byToken("magiclink", tokenOf(generated.link))), StoreUnavailableError);
+        service.clock.advance(FINISH_WINDOW_MS - 1);
+        assert.ok(await service.links.verify(byToken("magiclink", tokenOf(generated.link))), "after the link expired, within the window");
+
+        const other = await f.links.generate(input("magiclink", uniqueEmail("too-late"), { expiresInMs: 60_000 }));
+        const late = makeService(flaky(failing("users.confirmEmail")));
+        late.clock.set(f.clock.now());
+        await assert.rejects(late.links.verify(byToken("magiclink", tokenOf(other.link))), StoreUnavailableError);
+        late.clock.advance(FINISH_WINDOW_MS);
+        await rejects(late.links.verify(byToken("magiclink", tokenOf(other.link))), "link_invalid_or_expired");
+      });
+
+      test("recovery: a fault after the other links were revoked; the retry finishes, and they stay revoked", async () => {
+        const f = fixture();
+        const email = uniqueEmail("recovery-fault");
+        const magic = await f.links.generate(input("magiclink", email));
+        const recovery = await f.links.generate(input("recovery", email));
+        const service = makeService(flaky(failing("claims.hold")));
+        await assert.rejects(service.links.verify(byToken("recovery", tokenOf(recovery.link))), StoreUnavailableError);
+        assert.equal(await usable(f, "magiclink", magic), false, "revoked by the claimed recovery");
+        assert.ok(await service.links.verify(byToken("recovery", tokenOf(recovery.link))));
+        await rejects(f.links.verify(byToken("recovery", tokenOf(recovery.link))), "link_invalid_or_expired");
+      });
+
+      test("secure email change: the call that completed the change failed before answering; its retry answers the change as complete", async () => {
+        const f = fixture();
+        const email = uniqueEmail("change-fault");
+        await f.links.verify(byToken("magiclink", tokenOf((await f.links.generate(input("magiclink", email))).link)));
+        const newEmail = uniqueEmail("change-fault-new");
+        const generated = await f.links.generate(input("email_change", email, { newEmail }));
+        assert.equal((await f.links.verify(byToken("email_change", tokenOf(generated.link)))).emailChangePending, true);
+        const service = makeService(flaky(failing("claims.hold")));
+        const current = byToken("email_change", tokenOf(generated.currentAddressLink!));
+        await assert.rejects(service.links.verify(current), StoreUnavailableError);
+        assert.equal((await store.users.findById(generated.user.id))?.email, newEmail, "the change itself completed");
+        const retried = await service.links.verify(current);
+        assert.equal(retried.emailChangePending, false);
+        assert.equal(retried.user.email, newEmail);
+        await rejects(service.links.verify(current), "link_invalid_or_expired");
+      });
+
+      for (const operation of ["links.findByUser", "tombstones.record", "links.markIssued"]) {
+        test(`${operation} fails during a GenerateLink: UNAVAILABLE, nothing usable left, the earlier link still works or is replaced; the retry issues one that works`, async () => {
+          const f = fixture();
+          const email = uniqueEmail("generate-fault");
+          const earlier = await f.links.generate(input("magiclink", email));
+          f.clock.advance(1);
+          const service = makeService(flaky(failing(operation)));
+          service.clock.set(f.clock.now());
+          await assert.rejects(service.links.generate(input("magiclink", email)), StoreUnavailableError);
+          const stored = await store.links.findByUser(earlier.user.id, "magiclink");
+          const others = stored.filter((l) => l.tokenHash !== earlier.link.hashedToken);
+          assert.deepEqual(others, [], "the failed call's link was withdrawn");
+          const earlierState = (await f.links.preview({ type: "magiclink", token: tokenOf(earlier.link) })).state;
+          assert.equal(earlierState, operation === "tombstones.record" || operation === "links.findByUser" ? "valid" : "replaced");
+          service.clock.advance(1);
+          const retried = await service.links.generate(input("magiclink", email));
+          assert.equal(await usable(f, "magiclink", earlier), false, "the retry replaced the earlier link");
+          assert.equal(await usable(f, "magiclink", retried), true);
+        });
+      }
+
+      test("a pending link (its GenerateLink has not answered, or failed and could not withdraw it) cannot be redeemed, by token or code, nor previewed", async () => {
+        const f = fixture();
+        const email = uniqueEmail("leftover");
+        const issued = await f.links.generate(input("magiclink", email));
+        const { token, tokenHash } = newLinkToken();
+        const code = "123456";
+        const now = f.clock.now();
+        await store.links.insert([
+          {
+            tokenHash,
+            otpHash: createOtpCodec(new Secret("s".repeat(32)), 6).hash("magiclink", email, code),
+            type: "magiclink",
+            userId: issued.user.id,
+            email,
+            issueId: "leftover",
+            issuedAt: now,
+            expiresAt: new Date(now.getTime() + HOUR),
+            retainUntil: new Date(now.getTime() + 2 * HOUR),
+            pending: true,
+          },
+        ]);
+        await rejects(f.links.verify(byToken("magiclink", token)), "link_invalid_or_expired");
+        await rejects(f.links.verify(byCode("magiclink", email, code)), "link_invalid_or_expired");
+        assert.deepEqual(await f.links.preview({ type: "magiclink", token }), { state: "unknown" });
+        assert.equal(await store.tombstones.find(tokenHash, now), undefined, "nothing was claimed");
+        assert.equal(await usable(f, "magiclink", issued), true, "the issued link is untouched");
       });
     });
   });

@@ -121,8 +121,8 @@ test("calls, audit events, store operations and refusals show up exactly in a sc
   const failed = store.links.insert([link]);
   assert.ok(failed instanceof Promise, "a store call still returns its promise");
   await assert.rejects(failed, /duplicate token hash/);
-  assert.equal((await store.links.consume(link.tokenHash, "magiclink", now))?.userId, "u1");
-  assert.equal(await store.links.consume(link.tokenHash, "magiclink", now), undefined);
+  assert.equal((await store.links.find(link.tokenHash, now))?.userId, "u1");
+  assert.equal(await store.links.delete(link.tokenHash), true);
   assert.equal(await store.purgeExpired(new Date(now.getTime() + 120_000)), 0);
   await store.close();
 
@@ -176,12 +176,13 @@ test("calls, audit events, store operations and refusals show up exactly in a sc
   assert.equal(storeCalls("users.insert"), 2);
   assert.equal(storeCalls("users.findByEmail"), 2);
   assert.equal(storeCalls("links.insert"), 2, "the failed call is timed too");
-  assert.equal(storeCalls("links.consume"), 2);
+  assert.equal(storeCalls("links.find"), 1);
+  assert.equal(storeCalls("links.delete"), 1);
   assert.equal(storeCalls("purgeExpired"), 1);
   assert.equal(storeCalls("close"), 0, "close is not a store operation");
   assert.deepEqual(
     seriesOf(samples, "authlink_store_operation_duration_seconds_count").map((s) => s.labels.operation).sort(),
-    ["links.consume", "links.insert", "purgeExpired", "users.findByEmail", "users.insert"],
+    ["links.delete", "links.find", "links.insert", "purgeExpired", "users.findByEmail", "users.insert"],
   );
   assert.equal(valueOf(samples, "authlink_store_errors_total", { operation: "links.insert", kind: "other" }), 1);
   assert.equal(seriesOf(samples, "authlink_store_errors_total").length, 1);
@@ -211,7 +212,7 @@ test("label values that look like emails, hashes, ids or tokens become \"other\"
   assert.equal(valueOf(samples, "authlink_rpc_requests_total", { method: "GenerateLink", protocol: "other", code: "other" }), 1);
 
   // The sanitizer on its own: names pass, secrets and identifiers do not.
-  for (const name of ["GenerateLink", "users.completeEmailChange", "links.removeIfSuperseded", "link_invalid_or_expired", "RESOURCE_EXHAUSTED", "grpc-web", "verify-code", "email_change"]) {
+  for (const name of ["GenerateLink", "users.completeEmailChange", "links.findLiveByEmail", "link_invalid_or_expired", "RESOURCE_EXHAUSTED", "grpc-web", "verify-code", "email_change"]) {
     assert.equal(safeLabel(name), name);
   }
   const identifiers = [hash, hash.toUpperCase(), "507f1f77bcf86cd799439011", "0b6f7a0c-1a9e-4d3c-8a47-5e0f3c2b9d11", "1234567", "a@b", "", "x".repeat(65)];

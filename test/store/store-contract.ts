@@ -266,12 +266,19 @@ export function runStoreContract(name: string, open: OpenStore): void {
         same((await store.users.confirmEmail(user.id, at(500)))?.emailConfirmedAt, final?.emailConfirmedAt);
       });
 
-      it("completeEmailChange moves the user, frees the old address, clears the change and confirms", async (store) => {
+      it("completeEmailChange moves the user, frees the old address, clears the change, confirms, and remembers the change", async (store) => {
         const change = newChange({ requireCurrent: true });
         const user = newUser({ passwordHash: "h", userMetadata: { m: 1 }, emailChange: change });
         await store.users.insert(user);
         const moved = await store.users.completeEmailChange(user.id, change, at(20));
-        const expected = { ...user, email: change.newEmail, emailConfirmedAt: at(20), updatedAt: at(20), emailChange: undefined };
+        const expected = {
+          ...user,
+          email: change.newEmail,
+          emailConfirmedAt: at(20),
+          updatedAt: at(20),
+          emailChange: undefined,
+          completedEmailChange: { id: change.id, previousEmail: user.email },
+        };
         same(moved, expected);
         same(await store.users.findById(user.id), expected);
         same(await store.users.findByEmail(change.newEmail), expected);
@@ -285,7 +292,20 @@ export function runStoreContract(name: string, open: OpenStore): void {
         const user = newUser({ emailConfirmedAt: at(1), emailChange: change });
         await store.users.insert(user);
         const moved = await store.users.completeEmailChange(user.id, change, at(30));
-        same(moved, { ...user, email: change.newEmail, emailConfirmedAt: at(30), updatedAt: at(30), emailChange: undefined });
+        same(moved, {
+          ...user,
+          email: change.newEmail,
+          emailConfirmedAt: at(30),
+          updatedAt: at(30),
+          emailChange: undefined,
+          completedEmailChange: { id: change.id, previousEmail: user.email },
+        });
+        const next = newChange();
+        same(
+          await store.users.update(user.id, { updatedAt: at(31), emailChange: next }),
+          { ...(moved as User), updatedAt: at(31), emailChange: next },
+          "a new change keeps the completed one on record",
+        );
       });
 
       it("completeEmailChange is email_taken when another user holds the address, and changes nothing", async (store) => {
@@ -419,24 +439,33 @@ export function runStoreContract(name: string, open: OpenStore): void {
     });
 
     describe("links", () => {
-      it("consume returns the link once, with every field intact", async (store) => {
-        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x?y=1", emailChange: { changeId: "c1", address: "current" } });
+      it("insert then find: every field intact, pending until markIssued", async (store) => {
+        const link = newLink({
+          type: "email_change",
+          redirectTo: "https://app.example.com/x?y=1",
+          emailChange: { changeId: "c1", address: "current" },
+          pending: true,
+        });
         await store.links.insert([link]);
-        same(await store.links.consume(link.tokenHash, link.type, T0), link);
-        assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined, "second consume");
-        assert.equal(await stored(store, link), false);
-        assert.equal(await store.links.consume(unique("unknown"), "magiclink", T0), undefined, "unknown hash");
+        same(await store.links.find(link.tokenHash, T0), link);
+        await store.links.markIssued([link.tokenHash]);
+        same(await store.links.find(link.tokenHash, T0), { ...link, pending: undefined });
+        assert.equal((await store.links.find(link.tokenHash, T0))?.pending, undefined, "issued: the flag is gone");
+        await store.links.markIssued([link.tokenHash, unique("no-such-hash")]); // again, and an unknown hash: nothing to do
+        same(await store.links.find(link.tokenHash, T0), { ...link, pending: undefined });
+        await store.links.markIssued([]);
       });
 
-      it("insert of two links (one issue): each is stored with its own fields and consumed on its own", async (store) => {
+      it("insert of two links (one issue): each is stored with its own fields and issued together", async (store) => {
         const issueId = unique("issue");
         const changeId = unique("change");
-        const a = newLink({ type: "email_change", issueId, emailChange: { changeId, address: "new" } });
-        const b = newLink({ type: "email_change", issueId, userId: a.userId, emailChange: { changeId, address: "current" } });
+        const a = newLink({ type: "email_change", issueId, pending: true, emailChange: { changeId, address: "new" } });
+        const b = newLink({ type: "email_change", issueId, pending: true, userId: a.userId, emailChange: { changeId, address: "current" } });
         await store.links.insert([a, b]);
-        same(await store.links.consume(b.tokenHash, "email_change", T0), b);
-        assert.equal(await stored(store, a), true, "consuming one leaves the other");
-        same(await store.links.consume(a.tokenHash, "email_change", T0), a);
+        same(await store.links.find(a.tokenHash, T0), a);
+        same(await store.links.find(b.tokenHash, T0), b);
+        await store.links.markIssued([a.tokenHash, b.tokenHash]);
+        same(byHash(await store.links.findByUser(a.userId, undefined)), byHash([a, b].map((l) => ({ ...l, pending: undefined }))));
       });
 
       it("insert of a link whose hash is already stored fails and keeps the stored one", async (store) => {
@@ -444,50 +473,41 @@ export function runStoreContract(name: string, open: OpenStore): void {
         await store.links.insert([link]);
         const clash = newLink({ tokenHash: link.tokenHash, userId: randomUUID(), otpHash: "other" });
         await assert.rejects(store.links.insert([clash]));
-        same(await store.links.consume(link.tokenHash, link.type, T0), link);
+        same(await store.links.find(link.tokenHash, T0), link);
       });
 
-      it("consume with another type refuses and does not consume", async (store) => {
-        const link = newLink({ type: "invite" });
-        await store.links.insert([link]);
-        for (const type of ["signup", "magiclink", "recovery", "email_change"] as const) {
-          assert.equal(await store.links.consume(link.tokenHash, type, T0), undefined, type);
-        }
-        assert.equal(await stored(store, link), true);
-        same(await store.links.consume(link.tokenHash, "invite", T0), link);
-      });
-
-      it("expiry: live until the millisecond before expiresAt; a refused late attempt consumes nothing", async (store) => {
-        const expiresAt = at(1000);
-        const link = newLink({ expiresAt });
-        await store.links.insert([link]);
-        assert.equal(await store.links.consume(link.tokenHash, link.type, expiresAt), undefined, "at expiresAt");
-        assert.equal(await store.links.consume(link.tokenHash, link.type, at(1001)), undefined, "after expiresAt");
-        same(await store.links.findLiveByEmail(link.email, link.type, at(1000), 10), [], "not live at expiresAt");
-        same(await store.links.findLiveByEmail(link.email, link.type, at(999), 10), [link], "still stored and live before");
-        same(await store.links.consume(link.tokenHash, link.type, at(999)), link, "one millisecond before");
-      });
-
-      it("findLiveByEmail: that address, that type, live ones only, at most `limit`, every field intact", async (store) => {
+      it("findLiveByEmail: that address, that type, issued live ones only, at most `limit`, every field intact", async (store) => {
         const email = newEmail("otp");
         const a = newLink({ email, expiresAt: at(HOUR), redirectTo: "https://a.example.com/" });
         const b = newLink({ email, expiresAt: at(2 * HOUR) });
         const c = newLink({ email, expiresAt: at(3 * HOUR) });
+        const pending = newLink({ email, pending: true });
         await store.links.insert([a, b]);
         await store.links.insert([c]);
+        await store.links.insert([pending]);
         await store.links.insert([
           newLink({ email, expiresAt: at(10) }), // expired at at(10)
           newLink({ email, type: "recovery" }),
           newLink({ email: newEmail("other") }),
           newLink({ email: email.toUpperCase() }), // addresses are compared as given (normalized upstream)
         ]);
-        same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(10), 10)), byHash([a, b, c]));
+        same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(10), 10)), byHash([a, b, c]), "not the pending one");
         const two = await store.links.findLiveByEmail(email, "magiclink", at(10), 2);
         assert.equal(two.length, 2);
         assert.ok(two.every((l) => [a, b, c].some((x) => x.tokenHash === l.tokenHash)));
         same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(HOUR), 10)), byHash([b, c]), "a expires at at(HOUR)");
         same(await store.links.findLiveByEmail(email, "invite", at(10), 10), []);
         same(await store.links.findLiveByEmail(newEmail("nobody"), "magiclink", at(10), 10), []);
+        await store.links.markIssued([pending.tokenHash]);
+        same(byHash(await store.links.findLiveByEmail(email, "magiclink", at(10), 10)), byHash([a, b, c, { ...pending, pending: undefined }]), "once issued");
+      });
+
+      it("findLiveByEmail: live until the millisecond before expiresAt", async (store) => {
+        const expiresAt = at(1000);
+        const link = newLink({ expiresAt });
+        await store.links.insert([link]);
+        same(await store.links.findLiveByEmail(link.email, link.type, at(999), 10), [link], "one millisecond before");
+        same(await store.links.findLiveByEmail(link.email, link.type, expiresAt, 10), [], "not at expiresAt");
       });
 
       it("findLiveByEmail with limit 0 finds nothing", async (store) => {
@@ -496,132 +516,38 @@ export function runStoreContract(name: string, open: OpenStore): void {
         same(await store.links.findLiveByEmail(email, "magiclink", T0, 0), []);
       });
 
+      it("findByUser: every stored link of the user (of one type, or all), pending and expired ones too, every field intact", async (store) => {
+        const userId = randomUUID();
+        const magic = newLink({ userId, issuedAt: at(1), issueId: "a", redirectTo: "https://app.example.com/" });
+        const expired = newLink({ userId, expiresAt: at(-1), retainUntil: at(HOUR) });
+        const pending = newLink({ userId, pending: true, issueId: "b" });
+        const recovery = newLink({ userId, type: "recovery" });
+        const change = newLink({ userId, type: "email_change", emailChange: { changeId: "c", address: "new" } });
+        await store.links.insert([magic, expired, pending]);
+        await store.links.insert([recovery, change, newLink(), newLink({ type: "recovery" })]);
+        same(byHash(await store.links.findByUser(userId, "magiclink")), byHash([magic, expired, pending]));
+        same(byHash(await store.links.findByUser(userId, "email_change")), [change]);
+        same(byHash(await store.links.findByUser(userId, undefined)), byHash([magic, expired, pending, recovery, change]));
+        same(await store.links.findByUser(userId, "invite"), []);
+        same(await store.links.findByUser(randomUUID(), undefined), []);
+      });
+
       it("delete removes one link and nothing else, and says whether it did; deleting a missing link is fine", async (store) => {
         const link = newLink();
         const other = newLink({ email: link.email, userId: link.userId });
         await store.links.insert([link, other]);
         assert.equal(await store.links.delete(link.tokenHash), true, "this call deleted it");
-        assert.equal(await store.links.consume(link.tokenHash, link.type, T0), undefined);
+        assert.equal(await store.links.find(link.tokenHash, T0), undefined);
         assert.equal(await store.links.delete(link.tokenHash), false, "already gone");
         assert.equal(await store.links.delete(unique("no-such-hash")), false);
-        same(await store.links.consume(other.tokenHash, other.type, T0), other);
+        same(await store.links.find(other.tokenHash, T0), other);
       });
 
-      it("restore puts back a consumed link: it can be found and consumed again, once", async (store) => {
-        const link = newLink({ type: "recovery", redirectTo: "https://r.example.com/" });
-        await store.links.insert([link]);
-        const consumed = await store.links.consume(link.tokenHash, "recovery", T0);
-        assert.ok(consumed);
-        await store.links.restore(consumed);
-        same(await store.links.findLiveByEmail(link.email, "recovery", T0, 10), [link]);
-        same(await store.links.consume(link.tokenHash, "recovery", T0), link);
-        assert.equal(await store.links.consume(link.tokenHash, "recovery", T0), undefined);
-      });
-
-      it("deleteOlderIssues removes strictly older issues of the same user and type only, and counts them", async (store) => {
-        const userId = randomUUID();
-        const mine = newLink({ userId, issuedAt: at(100), issueId: "m" });
-        const sameIssue = newLink({ userId, issuedAt: at(100), issueId: "m" });
-        const olderTime = newLink({ userId, issuedAt: at(99), issueId: "z" });
-        const sameTimeSmallerId = newLink({ userId, issuedAt: at(100), issueId: "l" });
-        const sameTimeSmallerId2 = newLink({ userId, issuedAt: at(100), issueId: "a" });
-        const sameTimeLargerId = newLink({ userId, issuedAt: at(100), issueId: "n" });
-        const newer = newLink({ userId, issuedAt: at(101), issueId: "a" });
-        const otherType = newLink({ userId, type: "invite", issuedAt: at(1), issueId: "a" });
-        const otherUser = newLink({ issuedAt: at(1), issueId: "a" });
-        const all = [mine, sameIssue, olderTime, sameTimeSmallerId, sameTimeSmallerId2, sameTimeLargerId, newer, otherType, otherUser];
-        await store.links.insert(all);
-        same(
-          byHash(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m")),
-          byHash([olderTime, sameTimeSmallerId, sameTimeSmallerId2]),
-          "reports the links it deleted, every field intact",
-        );
-        same(
-          await Promise.all(all.map((l) => stored(store, l))),
-          [true, true, false, false, false, true, true, true, true],
-        );
-        same(await store.links.deleteOlderIssues(userId, "magiclink", at(100), "m"), [], "nothing older left");
-        same(await store.links.deleteOlderIssues(randomUUID(), "magiclink", at(1000), "z"), [], "unknown user");
-      });
-
-      it("removeIfSuperseded removes an issue only when a newer one of the same user and type exists", async (store) => {
-        const userId = randomUUID();
-        const older = newLink({ userId, issuedAt: at(5), issueId: "b" });
-        const olderTwin = newLink({ userId, issuedAt: at(5), issueId: "b" });
-        await store.links.insert([older, olderTwin]);
-        same(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), [], "nothing newer yet");
-        const olderStill = newLink({ userId, issuedAt: at(5), issueId: "a" });
-        await store.links.insert([olderStill, newLink({ userId, type: "invite", issuedAt: at(9), issueId: "z" }), newLink({ issuedAt: at(9), issueId: "z" })]);
-        same(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b"), [], "older issues, other types and other users do not count");
-        assert.equal(await stored(store, older), true);
-        assert.equal(await stored(store, olderTwin), true);
-        const newer = newLink({ userId, issuedAt: at(5), issueId: "c" });
-        await store.links.insert([newer]);
-        same(byHash(await store.links.removeIfSuperseded(userId, "magiclink", at(5), "b")), byHash([older, olderTwin]), "reports what it removed");
-        assert.equal(await stored(store, older), false);
-        assert.equal(await stored(store, olderTwin), false);
-        assert.equal(await stored(store, olderStill), true, "only the named issue is removed");
-        same(await store.links.consume(newer.tokenHash, "magiclink", T0), newer);
-      });
-
-      it("issues racing (insert, deleteOlderIssues, removeIfSuperseded): only the newest issue survives", async (store) => {
-        const userId = randomUUID();
-        const email = newEmail("issue-race");
-        // Eight issues, two links each, with a deliberately shuffled order of
-        // (issuedAt, issueId) so that start order is not age order.
-        const keys = [[3, "b"], [1, "z"], [3, "c"], [2, "a"], [3, "a"], [0, "q"], [2, "z"], [1, "a"]] as const;
-        const issues = keys.map(([ms, id]) => {
-          const link = () => newLink({ userId, email, type: "recovery", issuedAt: at(ms), issueId: id });
-          return [link(), link()];
-        });
-        await concurrently(issues.length, async (i) => {
-          const records = issues[i]!;
-          const { issuedAt, issueId } = records[0]!;
-          await store.links.insert(records);
-          await store.links.deleteOlderIssues(userId, "recovery", issuedAt, issueId);
-          await store.links.removeIfSuperseded(userId, "recovery", issuedAt, issueId);
-        });
-        const survivors = await store.links.findLiveByEmail(email, "recovery", T0, 100);
-        same(new Set(survivors.map((l) => l.issueId)), new Set(["c"]), "the issue (3, c) is the newest");
-        assert.equal(survivors.length, 2);
-      });
-
-      it("deleteAllForUser deletes every link of the user, of every type, and counts them", async (store) => {
-        const userId = randomUUID();
-        const links = [newLink({ userId }), newLink({ userId, type: "recovery" }), newLink({ userId, type: "email_change", expiresAt: at(1) }), newLink()];
-        await store.links.insert(links);
-        same(byHash(await store.links.deleteAllForUser(userId)), byHash(links.slice(0, 3)), "reports the links it deleted, the expired one too");
-        for (const link of links.slice(0, 3)) assert.equal(await store.links.find(link.tokenHash, T0), undefined);
-        same(await store.links.consume(links[3]!.tokenHash, "magiclink", T0), links[3]);
-        same(await store.links.deleteAllForUser(userId), []);
-      });
-
-      it("50 concurrent consumes of one link: exactly one gets it", async (store) => {
+      it("20 concurrent deletes of one link: exactly one reports it", async (store) => {
         const link = newLink();
         await store.links.insert([link]);
-        const results = await concurrently(50, () => store.links.consume(link.tokenHash, link.type, T0));
-        const winners = results.filter((r) => r !== undefined);
-        assert.equal(winners.length, 1);
-        same(winners[0], link);
-        assert.equal(await stored(store, link), false);
-      });
-
-      it("50 concurrent consumes spread over 10 links: each link is handed out exactly once", async (store) => {
-        const links = Array.from({ length: 10 }, () => newLink());
-        await store.links.insert(links);
-        const results = await concurrently(50, (i) => store.links.consume(links[i % 10]!.tokenHash, "magiclink", T0));
-        const won = results.filter((r): r is LinkRecord => r !== undefined).map((r) => r.tokenHash).sort();
-        same(won, links.map((l) => l.tokenHash).sort());
-      });
-
-      it("concurrent consume and restore of one link never hand it out twice per restore", async (store) => {
-        const link = newLink();
-        await store.links.insert([link]);
-        const first = await concurrently(20, () => store.links.consume(link.tokenHash, link.type, T0));
-        assert.equal(count(first, (r) => r !== undefined), 1);
-        await store.links.restore(link);
-        const second = await concurrently(20, () => store.links.consume(link.tokenHash, link.type, T0));
-        assert.equal(count(second, (r) => r !== undefined), 1);
+        const results = await concurrently(20, () => store.links.delete(link.tokenHash));
+        assert.equal(count(results, Boolean), 1);
       });
 
       it("returned links are copies, and so is what was stored", async (store) => {
@@ -636,12 +562,10 @@ export function runStoreContract(name: string, open: OpenStore): void {
         found.issuedAt.setTime(0);
         (found as { userId: string }).userId = "tampered";
         same(await store.links.findLiveByEmail(original.email, original.type, T0, 1), [original]);
-        const consumed = (await store.links.consume(original.tokenHash, original.type, T0))!;
-        same(consumed, original);
-        const restoredFrom = structuredClone(consumed);
-        await store.links.restore(consumed);
-        (consumed.emailChange as { changeId: string }).changeId = "mutated-after-restore";
-        same(await store.links.consume(original.tokenHash, original.type, T0), restoredFrom);
+        const [byUser] = await store.links.findByUser(original.userId, undefined);
+        assert.ok(byUser);
+        byUser.expiresAt.setTime(0);
+        same(await store.links.findByUser(original.userId, undefined), [original]);
       });
     });
 
@@ -677,6 +601,29 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.equal(await reserve(), undefined, "refused once all are used");
         const keys = Array.from({ length: maxAttempts }, (_, i) => `otp:${tokenHash}:${i + 1}`);
         assert.equal((await store.claims.claimed(keys, T0)).size, maxAttempts, "the attempt count is 5");
+      });
+
+      it("hold: the first holder of a key wins and every caller learns who it is; holderOf tells without recording", async (store) => {
+        const key = unique("held");
+        assert.equal(await store.claims.holderOf(key, T0), undefined, "nobody yet");
+        assert.equal(await store.claims.hold(key, "call-a", at(HOUR)), "call-a", "recorded");
+        assert.equal(await store.claims.hold(key, "call-b", at(2 * HOUR)), "call-a", "the first holder stays");
+        assert.equal(await store.claims.hold(key, "call-a", at(HOUR)), "call-a", "the holder again");
+        assert.equal(await store.claims.holderOf(key, T0), "call-a");
+        assert.equal(await store.claims.holderOf(key, at(HOUR)), undefined, "expired at expiresAt");
+        assert.equal(await store.claims.claim(key, at(HOUR)), false, "a held key is claimed");
+        const claimed = unique("claimed");
+        await store.claims.claim(claimed, at(HOUR));
+        assert.equal(await store.claims.holderOf(claimed, T0), "", "a key recorded by claim() is held by nobody in particular");
+        assert.equal(await store.claims.hold(claimed, "call-c", at(HOUR)), "");
+        same(await store.claims.claimed([key, claimed], T0), new Set([key, claimed]));
+      });
+
+      it("30 concurrent holds of one key: one holder recorded, and all 30 callers name it", async (store) => {
+        const key = unique("hold-race");
+        const results = await concurrently(30, (i) => store.claims.hold(key, `call-${i}`, at(HOUR)));
+        assert.equal(new Set(results).size, 1, JSON.stringify(results));
+        assert.equal(await store.claims.holderOf(key, T0), results[0]);
       });
 
       it("claimed reports recorded keys that have not expired (expiresAt > now)", async (store) => {
@@ -779,18 +726,16 @@ export function runStoreContract(name: string, open: OpenStore): void {
     });
 
     describe("expired links are kept until retainUntil (so PreviewLink can say expired)", () => {
-      it("find returns a stored link by hash, live or expired, without consuming it, until retainUntil", async (store) => {
+      it("find returns a stored link by hash, live or expired, until retainUntil", async (store) => {
         const link = newLink({ type: "recovery", redirectTo: "https://r.example.com/", expiresAt: at(1000), retainUntil: at(5000) });
         await store.links.insert([link]);
         same(await store.links.find(link.tokenHash, T0), link, "live");
         same(await store.links.find(link.tokenHash, at(1000)), link, "expired at expiresAt, still stored");
-        assert.equal(await store.links.consume(link.tokenHash, "recovery", at(1000)), undefined, "but never consumed");
-        same(await store.links.findLiveByEmail(link.email, "recovery", at(1000), 10), [], "nor offered for a code");
+        same(await store.links.findLiveByEmail(link.email, "recovery", at(1000), 10), [], "but not offered for a code");
+        same(await store.links.findByUser(link.userId, "recovery"), [link], "and still found for its user (to be replaced or revoked)");
         same(await store.links.find(link.tokenHash, at(4999)), link, "the millisecond before retainUntil");
         assert.equal(await store.links.find(link.tokenHash, at(5000)), undefined, "not at retainUntil, even before a purge");
         assert.equal(await store.links.find(unique("unknown"), T0), undefined, "unknown hash");
-        same(await store.links.consume(link.tokenHash, "recovery", at(999)), link, "find consumed nothing");
-        assert.equal(await store.links.find(link.tokenHash, T0), undefined, "a consumed link is gone");
       });
 
       it("found links are copies", async (store) => {
@@ -802,134 +747,63 @@ export function runStoreContract(name: string, open: OpenStore): void {
         same(await store.links.find(link.tokenHash, T0), link);
       });
 
-      it("an expired but retained link is still replaced or revoked (and reported) by the deleting methods", async (store) => {
-        const userId = randomUUID();
-        const old = newLink({ userId, issuedAt: at(-2 * HOUR), expiresAt: at(-HOUR), issueId: "a" });
-        const other = newLink({ userId, type: "invite", expiresAt: at(-HOUR) });
-        await store.links.insert([old, other]);
-        same(await store.links.deleteOlderIssues(userId, "magiclink", T0, "b"), [old]);
-        same(await store.links.deleteAllForUser(userId), [other]);
-      });
     });
 
     describe("tombstones", () => {
-      /** What the domain does after a delete it won: record why. */
-      const bury = (store: Store, links: readonly LinkRecord[], ending: LinkEnding, when: Date) =>
-        store.tombstones.record(links.map((l) => tombstoneOf(l, ending, when)));
-
       it("record then find: every field intact, by hash, until retainUntil", async (store) => {
-        const link = newLink({ type: "invite", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR) });
+        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR), emailChange: { changeId: "c", address: "new" } });
         const tombstone = tombstoneOf(link, "replaced", at(7));
-        await store.tombstones.record([tombstone]);
+        same(await store.tombstones.record([tombstone]), [tombstone], "reports what it recorded");
         same(await store.tombstones.find(link.tokenHash, T0), tombstone);
         same(await store.tombstones.find(link.tokenHash, at(3 * HOUR - 1)), tombstone, "the millisecond before retainUntil");
         assert.equal(await store.tombstones.find(link.tokenHash, at(3 * HOUR)), undefined, "not at retainUntil, even before a purge");
         assert.equal(await store.tombstones.find(unique("unknown"), T0), undefined);
         assert.equal((await store.tombstones.find(link.tokenHash, T0) as unknown as Record<string, unknown>).otpHash, undefined, "no code HMAC");
-        await store.tombstones.record([]); // nothing to record is fine
+        same(await store.tombstones.record([]), [], "nothing to record is fine");
       });
 
-      it("consume → used, with its time", async (store) => {
-        const link = newLink();
-        await store.links.insert([link]);
-        const consumed = await store.links.consume(link.tokenHash, link.type, at(5));
-        assert.ok(consumed);
-        await bury(store, [consumed], "used", at(5));
-        same(await store.tombstones.find(link.tokenHash, at(6)), tombstoneOf(link, "used", at(5)));
-      });
-
-      it("replaced (deleteOlderIssues, removeIfSuperseded) → replaced", async (store) => {
-        const userId = randomUUID();
-        const oldest = newLink({ userId, issuedAt: at(1), issueId: "a" });
-        const middle = newLink({ userId, issuedAt: at(2), issueId: "b" });
-        const newest = newLink({ userId, issuedAt: at(3), issueId: "c" });
-        await store.links.insert([oldest, middle, newest]);
-        await bury(store, await store.links.deleteOlderIssues(userId, "magiclink", at(2), "b"), "replaced", at(10));
-        await bury(store, await store.links.removeIfSuperseded(userId, "magiclink", at(2), "b"), "replaced", at(11));
-        same(await store.tombstones.find(oldest.tokenHash, T0), tombstoneOf(oldest, "replaced", at(10)));
-        same(await store.tombstones.find(middle.tokenHash, T0), tombstoneOf(middle, "replaced", at(11)));
-        assert.equal(await store.tombstones.find(newest.tokenHash, T0), undefined, "the newest is untouched");
-        same(await store.links.find(newest.tokenHash, T0), newest);
-      });
-
-      it("deleteAllForUser → revoked, delete → revoked", async (store) => {
-        const userId = randomUUID();
-        const links = [newLink({ userId }), newLink({ userId, type: "recovery" })];
-        const single = newLink();
-        await store.links.insert([...links, single]);
-        await bury(store, await store.links.deleteAllForUser(userId), "revoked", at(20));
-        for (const link of links) same(await store.tombstones.find(link.tokenHash, T0), tombstoneOf(link, "revoked", at(20)));
-        if (await store.links.delete(single.tokenHash)) await bury(store, [single], "revoked", at(21));
-        same(await store.tombstones.find(single.tokenHash, T0), tombstoneOf(single, "revoked", at(21)));
-      });
-
-      it("restore removes the used tombstone: the link is valid again, and used again when consumed again", async (store) => {
-        const link = newLink();
-        await store.links.insert([link]);
-        await bury(store, [(await store.links.consume(link.tokenHash, link.type, T0))!], "used", at(1));
-        await store.links.restore(link);
-        await store.tombstones.remove(link.tokenHash);
-        assert.equal(await store.tombstones.find(link.tokenHash, T0), undefined);
-        same(await store.links.find(link.tokenHash, T0), link);
-        await bury(store, [(await store.links.consume(link.tokenHash, link.type, at(2)))!], "used", at(2));
-        same(await store.tombstones.find(link.tokenHash, T0), tombstoneOf(link, "used", at(2)), "the second use is the one remembered");
-        await store.tombstones.remove(unique("no-such-hash")); // nothing to forget is fine
-      });
-
-      it("the first tombstone of a hash wins; a batch still records its new hashes", async (store) => {
-        const [a, b] = [newLink(), newLink()];
-        await store.tombstones.record([tombstoneOf(a, "used", at(1))]);
-        await store.tombstones.record([tombstoneOf(a, "revoked", at(2)), tombstoneOf(b, "revoked", at(2))]);
+      it("the first tombstone of a hash wins; a batch still records its new hashes and reports only those", async (store) => {
+        const [a, b, c] = [newLink(), newLink(), newLink()];
+        same(await store.tombstones.record([tombstoneOf(a, "used", at(1))]), [tombstoneOf(a, "used", at(1))]);
+        same(await store.tombstones.record([tombstoneOf(a, "revoked", at(2))]), [], "a single loser");
+        same(
+          await store.tombstones.record([tombstoneOf(b, "revoked", at(2)), tombstoneOf(a, "revoked", at(2)), tombstoneOf(c, "revoked", at(2))]),
+          [tombstoneOf(b, "revoked", at(2)), tombstoneOf(c, "revoked", at(2))],
+        );
         same(await store.tombstones.find(a.tokenHash, T0), tombstoneOf(a, "used", at(1)));
         same(await store.tombstones.find(b.tokenHash, T0), tombstoneOf(b, "revoked", at(2)));
       });
 
-      it("30 concurrent records of one hash: exactly one is kept, whole", async (store) => {
+      it("30 concurrent records of one hash: exactly one is kept, whole, and exactly one call reports it", async (store) => {
         const link = newLink();
         const endings: LinkEnding[] = ["used", "replaced", "revoked"];
         const candidates = Array.from({ length: 30 }, (_, i) => tombstoneOf(link, endings[i % 3]!, at(i)));
-        await concurrently(30, (i) => store.tombstones.record([candidates[i]!]));
+        const reports = await concurrently(30, (i) => store.tombstones.record([candidates[i]!]));
         const kept = await store.tombstones.find(link.tokenHash, T0);
         assert.ok(kept && candidates.some((c) => c.ending === kept.ending && c.at.getTime() === kept.at.getTime()), JSON.stringify(kept));
         same(kept, candidates.find((c) => c.at.getTime() === kept!.at.getTime()));
+        same(reports.flat(), [kept], "the one that recorded it, and only it, says so");
       });
 
-      it("a consume racing deleteAllForUser for one link: exactly one reports it, so it gets one tombstone, of that operation", async (store) => {
-        const rounds = await concurrently(20, async (round) => {
+      it("a redemption claim racing two revocations of overlapping batches: every link gets one fate, reported by exactly one call", async (store) => {
+        const rounds = await concurrently(10, async (round) => {
           const userId = randomUUID();
-          const link = newLink({ userId });
-          const sibling = newLink({ userId, type: "recovery" });
-          await store.links.insert([link, sibling]);
-          // Each operation then records why, as the domain does: the
-          // redemption "used", the revocation "revoked".
-          const [consumed, revoked] = await Promise.all([
-            store.links.consume(link.tokenHash, link.type, T0).then(async (won) => {
-              if (won) await bury(store, [won], "used", at(round));
-              return won;
-            }),
-            store.links.deleteAllForUser(userId).then(async (deleted) => {
-              await bury(store, deleted, "revoked", at(round));
-              return deleted;
-            }),
+          const links = [newLink({ userId }), newLink({ userId, type: "recovery" }), newLink({ userId, type: "invite" })];
+          const claimed = links[0]!;
+          const reports = await Promise.all([
+            store.tombstones.record([tombstoneOf(claimed, "used", at(round))]),
+            store.tombstones.record(links.map((l) => tombstoneOf(l, "revoked", at(round)))),
+            store.tombstones.record(links.slice(0, 2).map((l) => tombstoneOf(l, "replaced", at(round)))),
           ]);
-          return { link, sibling, consumed, revoked, tombstone: await store.tombstones.find(link.tokenHash, T0) };
+          return { links, reports, kept: await Promise.all(links.map((l) => store.tombstones.find(l.tokenHash, T0))) };
         });
-        for (const { link, sibling, consumed, revoked, tombstone } of rounds) {
-          const revokedIt = revoked.some((l) => l.tokenHash === link.tokenHash);
-          assert.equal(Number(consumed !== undefined) + Number(revokedIt), 1, "exactly one operation deleted the link");
-          assert.equal(tombstone?.ending, consumed ? "used" : "revoked", "its tombstone is that operation's");
-          assert.ok(revoked.some((l) => l.tokenHash === sibling.tokenHash), "the other link is revoked");
-          assert.equal(await store.links.find(link.tokenHash, T0), undefined);
+        for (const { links, reports, kept } of rounds) {
+          for (const [i, link] of links.entries()) {
+            const reportedBy = reports.filter((r) => r.some((t) => t.tokenHash === link.tokenHash));
+            assert.equal(reportedBy.length, 1, "one call reports each link");
+            same(reportedBy[0]!.find((t) => t.tokenHash === link.tokenHash), kept[i], "and it is the fate kept");
+          }
         }
-      });
-
-      it("two issues racing to replace one link: it is reported, and buried, once", async (store) => {
-        const userId = randomUUID();
-        const old = newLink({ userId, issuedAt: at(1), issueId: "a" });
-        await store.links.insert([old]);
-        const reports = await concurrently(10, (i) => store.links.deleteOlderIssues(userId, "magiclink", at(2), `b${i}`));
-        assert.equal(reports.flat().length, 1);
-        same(reports.flat(), [old]);
       });
 
       it("found tombstones are copies", async (store) => {
@@ -982,7 +856,7 @@ export function runStoreContract(name: string, open: OpenStore): void {
 
         for (const link of forgottenLinks) assert.equal(await store.links.find(link.tokenHash, T0), undefined, "forgotten link gone");
         same(await store.links.find(expiredButRetained.tokenHash, now), expiredButRetained, "an expired link is kept until retainUntil");
-        same(await store.links.consume(liveLink.tokenHash, liveLink.type, T0), liveLink);
+        same(await store.links.find(liveLink.tokenHash, T0), liveLink);
         assert.equal(await store.tombstones.find(forgottenTombstone.tokenHash, T0), undefined, "forgotten tombstone gone");
         same(await store.tombstones.find(keptTombstone.tokenHash, now), keptTombstone);
         same(await store.claims.claimed([expiredKey, liveKey], T0), new Set([liveKey]));

@@ -55,13 +55,30 @@ export async function installFerretDB(log: (line: string) => void = () => {}): P
 
 export interface RunningFerretDB {
   readonly uri: string;
+  readonly port: number;
+  /** Stop it (SIGTERM) and remove its data directory unless the caller gave one. */
   stop(): Promise<void>;
+  /** SIGKILL, as a crash would: nothing is flushed or removed. */
+  kill(): Promise<void>;
 }
 
-/** Start FerretDB (SQLite backend, fresh temporary directory) and wait until it answers. */
-export async function startFerretDB(binary: string): Promise<RunningFerretDB> {
-  const dataDir = await mkdtemp(join(tmpdir(), "ferretdb-data-"));
-  const port = await freePort();
+export interface FerretDBOptions {
+  /**
+   * Keep the data here (created if missing, never removed), so that a
+   * FerretDB started again on it finds what the last one committed.
+   * Default: a fresh temporary directory, removed by stop().
+   */
+  readonly dataDir?: string;
+  /** Listen on this port (e.g. the port of the one that was killed). Default: a free one. */
+  readonly port?: number;
+}
+
+/** Start FerretDB (SQLite backend) and wait until it answers. */
+export async function startFerretDB(binary: string, options: FerretDBOptions = {}): Promise<RunningFerretDB> {
+  const ownsDataDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "ferretdb-data-")));
+  await mkdir(dataDir, { recursive: true });
+  const port = options.port ?? (await freePort());
   const child: ChildProcess = spawn(
     binary,
     [
@@ -81,18 +98,21 @@ export async function startFerretDB(binary: string): Promise<RunningFerretDB> {
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const uri = `mongodb://127.0.0.1:${port}/`;
-  const stop = async () => {
-    if (child.exitCode === null) child.kill("SIGTERM");
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
-    await rm(dataDir, { recursive: true, force: true });
+  };
+  const stop = async () => {
+    await end("SIGTERM");
+    if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });
   };
   try {
-    await waitUntilAnswering(uri, 30_000, () => child.exitCode !== null);
+    await waitUntilAnswering(uri, 30_000, () => child.exitCode !== null || child.signalCode !== null);
   } catch (error) {
     await stop();
     throw new Error(`FerretDB did not start: ${(error as Error).message}\n${stderr}`);
   }
-  return { uri, stop };
+  return { uri, port, stop, kill: () => end("SIGKILL") };
 }
 
 async function waitUntilAnswering(uri: string, timeoutMs: number, gaveUp: () => boolean): Promise<void> {

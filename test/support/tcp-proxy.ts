@@ -95,7 +95,7 @@ export function mongoHostPort(uri: string): { host: string; port: number } {
 }
 
 /** The same URI pointed at the proxy, connecting directly (no topology discovery past the proxy). */
-export function viaProxy(uri: string, proxy: TcpProxy): string {
+export function viaProxy(uri: string, proxy: { readonly port: number }): string {
   const url = uri.replace(/^mongodb:\/\/((?:[^@/]*@)?)[^/?]+/, `mongodb://$1127.0.0.1:${proxy.port}`);
   return `${url}${url.includes("?") ? "&" : url.includes("/", "mongodb://".length) ? "?" : "/?"}directConnection=true`;
 }

@@ -23,6 +23,8 @@ export interface TestServerOptions {
   readonly dbTimeoutMs?: number;
   readonly clock?: Clock;
   readonly readFile?: LoadConfigOptions["readFile"];
+  /** How often expired documents are purged (default: the app's). */
+  readonly purgeIntervalMs?: number;
 }
 
 export interface TestServer {
@@ -59,7 +61,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     : createMemoryStore();
   let running: RunningAuthlink;
   try {
-    running = await startAuthlink({ config, logger, store, clock: options.clock ?? systemClock });
+    running = await startAuthlink({ config, logger, store, clock: options.clock ?? systemClock, purgeIntervalMs: options.purgeIntervalMs });
   } catch (error) {
     await store.close();
     throw error;
