@@ -18,6 +18,15 @@ import net from "node:net";
 // handshakes and the driver's monitoring (hello, ping, ...) pass uncounted,
 // as does anything the `counts` predicate rejects (e.g. a background write
 // of an earlier call). Every counted command is logged in `seen`.
+//
+// When the database goes down, connections that never carried a data
+// command (the driver's monitor) are cut first and the others a moment
+// later. The order matters to mongodb 7.8's driver: a command it starts on a
+// connection whose socket closes while the command is being serialized
+// waits for a 'drain' that never comes, so a server monitor that starts its
+// check (woken by a pool connection's close) on a connection that is closing
+// hangs for good, and the client never selects the server again. Cut in this
+// order, the monitor finds its connection closed and reconnects.
 
 /** A command as authlink sent it. */
 export interface WireCommand {
@@ -45,6 +54,8 @@ export interface FaultProxy {
   readonly seen: readonly WireCommand[];
   /** The command the last fault was injected at, once it has been. */
   readonly trippedAt: WireCommand | undefined;
+  /** What the proxy did lately (connections, faults), for a failing test's message. */
+  readonly journal: readonly string[];
   arm(options: ArmOptions): void;
   /** Count (and log) without injecting anything. */
   watch(counts?: (command: WireCommand) => boolean): void;
@@ -127,14 +138,29 @@ function firstField(bytes: Buffer, documentStart: number): WireCommand | undefin
   return { name, collection, bytes };
 }
 
+/** How long after the monitor's connections the data connections are cut. */
+const DATA_CUT_DELAY_MS = 25;
+
+interface Link {
+  readonly client: net.Socket;
+  readonly upstream: net.Socket;
+  /** Has carried a data command (a pool connection, not the monitor's). */
+  carriedData: boolean;
+}
+
 export async function startFaultProxy(targetHost: string, targetPort: number): Promise<FaultProxy> {
-  const sockets = new Set<net.Socket>();
+  const links = new Set<Link>();
   let seen: WireCommand[] = [];
   let armed: ArmOptions | undefined;
   let counts: (command: WireCommand) => boolean = () => true;
   let trippedAt: WireCommand | undefined;
   let down = false;
   let closing: Promise<void> = Promise.resolve();
+  const journal: string[] = [];
+  const note = (line: string) => {
+    journal.push(`${new Date().toISOString().slice(11, 23)} ${line}`);
+    if (journal.length > 200) journal.shift();
+  };
 
   const server = net.createServer();
   const listen = (port: number) =>
@@ -148,28 +174,45 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
 
   /** The database goes away: every connection cut, none accepted until restore(). */
   const goDown = (at: WireCommand) => {
+    note(`down at ${at.name} ${at.collection ?? ""}`);
     trippedAt = at;
     armed = undefined;
     down = true;
-    closing = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of sockets) socket.destroy();
+    const cut = (link: Link) => {
+      link.client.destroy();
+      link.upstream.destroy();
+    };
+    const data = [...links].filter((link) => link.carriedData);
+    for (const link of links) if (!link.carriedData) cut(link);
+    const dataCut = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        for (const link of data) cut(link);
+        resolve();
+      }, DATA_CUT_DELAY_MS),
+    );
+    closing = Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), dataCut]).then(() => undefined);
   };
 
   server.on("connection", (client) => {
     if (down) {
+      note("refused a connection (down)");
       client.destroy();
       return;
     }
+    note(`accepted a connection from port ${client.remotePort}`);
     const upstream = net.connect(targetPort, targetHost);
+    const link: Link = { client, upstream, carriedData: false };
+    links.add(link);
     for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.once("close", () => sockets.delete(socket));
       socket.on("error", () => {
         client.destroy();
         upstream.destroy();
       });
     }
-    client.once("close", () => upstream.destroy());
+    client.once("close", () => {
+      upstream.destroy();
+      links.delete(link);
+    });
     upstream.once("close", () => client.destroy());
 
     /** Replies that must be swallowed (lose-reply), by the requestID they answer. */
@@ -177,7 +220,9 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
     const fromClient = createFramer((message) => {
       if (down) return;
       const command = commandOf(message.bytes);
-      if (command && DATA_COMMANDS.has(command.name.toLowerCase()) && counts(command)) {
+      const data = command !== undefined && DATA_COMMANDS.has(command.name.toLowerCase());
+      if (data) link.carriedData = true;
+      if (command && data && counts(command)) {
         seen.push(command);
         if (armed && seen.length === armed.at) {
           if (armed.mode === "drop") {
@@ -222,6 +267,9 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
     get trippedAt() {
       return trippedAt;
     },
+    get journal() {
+      return journal;
+    },
     arm(options) {
       seen = [];
       trippedAt = undefined;
@@ -239,11 +287,15 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
       await closing;
       down = false;
       await listen(port);
+      note("restored");
     },
     async close() {
       armed = undefined;
       down = true;
-      for (const socket of sockets) socket.destroy();
+      for (const { client, upstream } of links) {
+        client.destroy();
+        upstream.destroy();
+      }
       if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
