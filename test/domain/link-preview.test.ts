@@ -1,26 +1,18 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { createAuditTrail } from "../../src/audit/audit-trail.js";
-import { createOtpCodec } from "../../src/crypto/otp.js";
 import { hashLinkToken } from "../../src/crypto/link-token.js";
-import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
-import { Secret } from "../../src/crypto/secret.js";
 import { internalCall } from "../../src/domain/call.js";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import { maskEmail, type LinkPreview } from "../../src/domain/link-preview.js";
 import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
-import { LinkService, type GeneratedLink } from "../../src/domain/link-service.js";
-import type { LinkSettings } from "../../src/domain/link-settings.js";
+import type { GeneratedLink } from "../../src/domain/link-service.js";
 import type { LinkType } from "../../src/domain/link-type.js";
-import { RateLimiter, type RateLimitSettings } from "../../src/domain/rate-limiter.js";
-import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
+import type { RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import { createCapturedLogger } from "../support/captured-logger.js";
 import { linkParams } from "../support/links.js";
-import { testAssertionSigner } from "../support/assertions.js";
-import { ManualClock } from "../support/manual-clock.js";
+import { makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS, type LinkServiceFixture } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // PreviewLink through the use case, on the embedded store and on MongoDB,
@@ -30,52 +22,10 @@ import { openTestStore, useTestDatabase } from "../support/mongo.js";
 // remembered (expiry plus the grace period), validation, the shared
 // per-address limit, the audit event, and faults around the tombstones.
 
-const HOUR = 3_600_000;
-const GRACE = 24 * HOUR;
+const GRACE = TEST_LINK_SETTINGS.tombstoneGraceMs;
 
-const settings: LinkSettings = {
-  publicUrl: new URL("https://auth.example.com"),
-  actionLink: { kind: "verify_page", publicUrl: new URL("https://auth.example.com") },
-  expiry: {
-    defaultMs: { signup: HOUR, magiclink: HOUR, recovery: HOUR, invite: 24 * HOUR, email_change: HOUR },
-    minMs: 60_000,
-    maxMs: 7 * 24 * HOUR,
-  },
-  otpMaxAttempts: 5,
-  secureEmailChange: false,
-  password: { minLength: 8 },
-  maxUserDataBytes: 8192,
-  tombstoneGraceMs: GRACE,
-};
-
-const NO_LIMITS: RateLimitSettings = {
-  generatePerCaller: { limit: 0, windowMs: 60_000 },
-  generatePerEmail: { limit: 0, windowMs: 60_000 },
-  verifyPerAddress: { limit: 0, windowMs: 60_000 },
-  verifyCodePerEmailAndClient: { limit: 0, windowMs: 60_000 },
-  verifyCodePerEmail: { limit: 0, windowMs: 60_000 },
-};
-
-interface Fixture {
-  readonly links: LinkService;
-  readonly clock: ManualClock;
-}
-
-function makeService(store: Store, rateLimits: RateLimitSettings = NO_LIMITS): Fixture {
-  const clock = new ManualClock();
-  const links = new LinkService({
-    store,
-    clock,
-    otp: createOtpCodec(new Secret("s".repeat(32)), 6),
-    passwords: createArgon2Hasher(DEFAULT_ARGON2_PARAMS),
-    redirects: compileRedirectPolicy(["https://app.example.com/**"]).policy,
-    settings,
-    rateLimiter: new RateLimiter(store.rateLimits, clock),
-    rateLimits,
-    audit: createAuditTrail({ store: store.audit, logger: createCapturedLogger().logger, retentionMs: 30 * 24 * HOUR }),
-    assertions: testAssertionSigner(),
-  });
-  return { links, clock };
+function makeService(store: Store, rateLimits: RateLimitSettings = NO_RATE_LIMITS): LinkServiceFixture {
+  return makeLinkService(store, { settings: { secureEmailChange: false }, rateLimits });
 }
 
 let counter = 0;
@@ -109,9 +59,9 @@ function suite(name: string, openStore: () => Promise<Store>): void {
     after(() => store.close());
 
     /** Preview `generated` as `type` (default: its own). */
-    const preview = (f: Fixture, generated: GeneratedLink, type: LinkType = generated.type): Promise<LinkPreview> =>
+    const preview = (f: LinkServiceFixture, generated: GeneratedLink, type: LinkType = generated.type): Promise<LinkPreview> =>
       f.links.preview({ type, token: tokenOf(generated) });
-    const stateOf = async (f: Fixture, generated: GeneratedLink, type?: LinkType) => (await preview(f, generated, type)).state;
+    const stateOf = async (f: LinkServiceFixture, generated: GeneratedLink, type?: LinkType) => (await preview(f, generated, type)).state;
 
     test("VALID: type, masked address, expiry and redirect host, no state change time", async () => {
       const f = makeService(store);
@@ -273,7 +223,7 @@ function suite(name: string, openStore: () => Promise<Store>): void {
     });
 
     test("rate limited per client address with VerifyLink's rule (one budget for both); service-role callers are exempt", async () => {
-      const f = makeService(store, { ...NO_LIMITS, verifyPerAddress: { limit: 3, windowMs: 60_000 } });
+      const f = makeService(store, { ...NO_RATE_LIMITS, verifyPerAddress: { limit: 3, windowMs: 60_000 } });
       const generated = await f.links.generate(input("magiclink", uniqueEmail("limited")));
       const from = (clientAddress: string, serviceIdentity?: string) =>
         internalCall("PreviewLink", { clientAddress, serviceIdentity });

@@ -1,75 +1,27 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import type { LinkSettings } from "../../src/domain/link-settings.js";
-import { FINISH_WINDOW_MS, LinkService, type GeneratedLink } from "../../src/domain/link-service.js";
+import { FINISH_WINDOW_MS, type GeneratedLink } from "../../src/domain/link-service.js";
 import { internalCall } from "../../src/domain/call.js";
-import { RateLimiter } from "../../src/domain/rate-limiter.js";
 import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
 import type { LinkType } from "../../src/domain/link-type.js";
 import { createOtpCodec } from "../../src/crypto/otp.js";
 import { newLinkToken } from "../../src/crypto/link-token.js";
-import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
 import { Secret } from "../../src/crypto/secret.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
-import { createAuditTrail } from "../../src/audit/audit-trail.js";
 import { linkParams } from "../support/links.js";
-import { createCapturedLogger } from "../support/captured-logger.js";
-import { testAssertionSigner } from "../support/assertions.js";
-import { ManualClock } from "../support/manual-clock.js";
+import { HOUR, makeLinkService, type LinkServiceFixture } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // The behaviour table of DESIGN.md, expiry at its exact boundary, code attempt
 // limits, secure email change, link replacement and revocation, and recovery
 // from a fault mid-redemption. Runs on the embedded store and on MongoDB.
 
-const HOUR = 3_600_000;
-
-const settings: LinkSettings = {
-  publicUrl: new URL("https://auth.example.com"),
-  actionLink: { kind: "verify_page", publicUrl: new URL("https://auth.example.com") },
-  expiry: {
-    defaultMs: { signup: HOUR, magiclink: HOUR, recovery: HOUR, invite: 24 * HOUR, email_change: HOUR },
-    minMs: 60_000,
-    maxMs: 7 * 24 * HOUR,
-  },
-  otpMaxAttempts: 5,
-  secureEmailChange: true,
-  password: { minLength: 8 },
-  maxUserDataBytes: 8192,
-  tombstoneGraceMs: 86_400_000,
-};
-
-interface Fixture {
-  readonly links: LinkService;
-  readonly store: Store;
-  readonly clock: ManualClock;
-}
-
-function makeService(store: Store, overrides: Partial<LinkSettings> = {}): Fixture {
-  const clock = new ManualClock();
-  const links = new LinkService({
-    store,
-    clock,
-    otp: createOtpCodec(new Secret("s".repeat(32)), 6),
-    passwords: createArgon2Hasher(DEFAULT_ARGON2_PARAMS),
-    redirects: compileRedirectPolicy(["https://app.example.com/**"]).policy,
-    settings: { ...settings, ...overrides },
-    // Limits have their own tests (rate-limiter.test.ts); here they are off.
-    rateLimiter: new RateLimiter(store.rateLimits, clock),
-    rateLimits: {
-      generatePerCaller: { limit: 0, windowMs: 60_000 },
-      generatePerEmail: { limit: 0, windowMs: 60_000 },
-      verifyPerAddress: { limit: 0, windowMs: 60_000 },
-      verifyCodePerEmailAndClient: { limit: 0, windowMs: 60_000 },
-      verifyCodePerEmail: { limit: 0, windowMs: 60_000 },
-    },
-    audit: createAuditTrail({ store: store.audit, logger: createCapturedLogger().logger, retentionMs: HOUR }),
-    assertions: testAssertionSigner(),
-  });
-  return { links, store, clock };
+/** The behaviour table runs with secure email change on (TEST_LINK_SETTINGS). */
+function makeService(store: Store, overrides: Partial<LinkSettings> = {}): LinkServiceFixture {
+  return makeLinkService(store, { settings: overrides });
 }
 
 let counter = 0;
@@ -104,7 +56,7 @@ async function rejects(promise: Promise<unknown>, reason: string): Promise<void>
   });
 }
 
-async function usable(f: Fixture, type: LinkType, generated: GeneratedLink): Promise<boolean> {
+async function usable(f: LinkServiceFixture, type: LinkType, generated: GeneratedLink): Promise<boolean> {
   try {
     await f.links.verify(byToken(type, tokenOf(generated.link)));
     return true;
@@ -236,7 +188,7 @@ function suite(name: string, openStore: () => Promise<Store>): void {
     });
 
     describe("EMAIL_CHANGE", () => {
-      async function confirmedUser(f: Fixture, label: string) {
+      async function confirmedUser(f: LinkServiceFixture, label: string) {
         const email = uniqueEmail(label);
         const g = await f.links.generate(input("magiclink", email));
         await f.links.verify(byToken("magiclink", tokenOf(g.link)));
