@@ -18,10 +18,11 @@ import type { Logger } from "./log/logger.js";
 import { createHealthHttpHandler } from "./ops/health-http.js";
 import { createHealthService } from "./ops/health-service.js";
 import type { Metrics } from "./ops/metrics.js";
+import { createProtocolRefusals } from "./ops/protocol-refusals.js";
 import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
-import { createCallInterceptor } from "./rpc/call-interceptor.js";
+import { createCallAdapter } from "./rpc/call-adapter.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
 import { startPurgeLoop } from "./store/purge-loop.js";
@@ -95,19 +96,20 @@ export function createApp(deps: AppDeps): App {
     logger,
     observe: metrics && ((method, protocol) => metrics.callStarted(method, protocol)),
   });
-  const interceptors = [createCallInterceptor(boundary)];
+  const protocolRefusals = createProtocolRefusals({ logger, count: metrics && ((kind) => metrics.protocolRefusal(kind)) });
+  const adapter = createCallAdapter(boundary, { onProtocolRefusal: (kind) => protocolRefusals.refused(kind) });
   const handler = createHttpHandler({
     routes: (router) => {
-      router.service(AdminAuthService, createAdminAuthService(links), { interceptors });
+      router.service(AdminAuthService, createAdminAuthService(links), adapter);
       const health = createHealthService({ readiness, services: [AdminAuthService.typeName] });
-      router.service(Health, health, { interceptors });
+      router.service(Health, health, adapter);
       if (config.reflection) {
         const reflection = createServerReflection({
           files: [file_authlink_v1_admin_auth_service, file_health_v1_health],
           serviceNames: () => router.handlers.map((h) => h.service.typeName),
         });
-        router.service(reflectionV1.ServerReflection, reflection.v1, { interceptors });
-        router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, { interceptors });
+        router.service(reflectionV1.ServerReflection, reflection.v1, adapter);
+        router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, adapter);
       }
     },
     plainHandlers: [
@@ -118,6 +120,7 @@ export function createApp(deps: AppDeps): App {
     cors: createCors({ allowedOrigins: config.corsOrigins, services: [AdminAuthService] }),
     maxRequestBytes: config.maxRequestBytes,
     trustedProxies: config.trustedProxies,
+    protocolRefusals,
   });
   const stopPurge = store.needsPurge ? startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger) : () => {};
   return {
@@ -126,6 +129,7 @@ export function createApp(deps: AppDeps): App {
     readiness,
     close() {
       stopPurge();
+      protocolRefusals.close();
       audit.close();
     },
   };

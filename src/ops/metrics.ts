@@ -17,7 +17,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // | authlink_audit_queue_length                 | gauge     |                        | Audit events waiting in the retry queue |
 // | authlink_store_operation_duration_seconds   | histogram | operation              | Store call duration, by "<substore>.<method>" (links.consume, users.findByEmail, purgeExpired, ...) |
 // | authlink_store_errors_total                 | counter   | operation, kind        | Failed store calls; kind "unavailable" (StoreUnavailableError) or "other" |
-// | authlink_protocol_refusals_total            | counter   | kind                   | Requests refused by the protocol layer before any handler (bad content type, oversize, ...) |
+// | authlink_protocol_refusals_total            | counter   | kind                   | Requests refused by the protocol layer before any handler: unknown_path, method_not_allowed, unsupported_media_type, http_version_not_supported, oversize, bad_envelope, undecodable, compression_not_supported, bad_header |
 //
 // Node process metrics (process_cpu_seconds_total, process_resident_memory_bytes,
 // nodejs_eventloop_lag_seconds, nodejs_heap_size_used_bytes, nodejs_gc_duration_seconds, ...)
