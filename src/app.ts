@@ -3,8 +3,10 @@ import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_health_v1_health, Health } from "../gen/health/v1/health_pb.js";
 import { createAuditTrail } from "./audit/audit-trail.js";
+import { coalesceRefusals } from "./audit/refusal-coalescing.js";
 import { AccessPolicies, contractPolicy, explicitPolicy } from "./call/access-policy.js";
 import { createCallBoundary } from "./call/call-boundary.js";
+import { createRefusalLimiter } from "./call/refusal-limiter.js";
 import type { Config } from "./config/config.js";
 import { createAssertionSigner } from "./crypto/assertion-signer.js";
 import { createOtpCodec } from "./crypto/otp.js";
@@ -51,14 +53,17 @@ export interface App {
   readonly links: LinkService;
   /** Whether the app can serve; turned false first during a graceful shutdown. */
   readonly readiness: Readiness;
-  /** Stops background work; the store is the caller's to close. */
-  close(): void;
+  /** Stops background work and stores the audit events still being counted; the store is the caller's to close. */
+  close(): Promise<void>;
 }
 
 export function createApp(deps: AppDeps): App {
   const { config, clock, logger, metrics } = deps;
   const store = metrics ? metrics.instrumentStore(deps.store) : deps.store;
-  const audit = createAuditTrail({ store: store.audit, logger, retentionMs: config.auditRetentionMs, observer: metrics });
+  const trail = createAuditTrail({ store: store.audit, logger, retentionMs: config.auditRetentionMs, observer: metrics });
+  // Repeated refusals become one event with a count per window, so that a
+  // flood of refused calls writes a bounded number of documents.
+  const audit = coalesceRefusals(trail, { clock, windowMs: config.auditCoalesceWindowMs });
   const assertions = createAssertionSigner({
     keys: config.assertions.keys,
     issuer: config.links.publicUrl.href.replace(/\/$/, ""),
@@ -95,6 +100,7 @@ export function createApp(deps: AppDeps): App {
     clock,
     logger,
     observe: metrics && ((method, protocol) => metrics.callStarted(method, protocol)),
+    refusalLimiter: createRefusalLimiter({ rule: config.refusalLimit, clock }),
   });
   const protocolRefusals = createProtocolRefusals({ logger, count: metrics && ((kind) => metrics.protocolRefusal(kind)) });
   const adapter = createCallAdapter(boundary, { onProtocolRefusal: (kind) => protocolRefusals.refused(kind) });
@@ -127,10 +133,11 @@ export function createApp(deps: AppDeps): App {
     handler,
     links,
     readiness,
-    close() {
+    async close() {
       stopPurge();
       protocolRefusals.close();
-      audit.close();
+      await audit.close();
+      trail.close();
     },
   };
 }

@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // | authlink_links_issued_total                 | counter   | type                   | Links issued by successful GenerateLink calls (a secure email change issues two) |
 // | authlink_link_redemptions_total             | counter   | type, outcome          | VerifyLink calls: outcome "ok" or the error reason (link_invalid_or_expired, ...) |
 // | authlink_link_redemption_age_seconds        | histogram | type                   | Time from a link's issue to its successful redemption, 1 s … 7 days (seconds-old redemptions suggest mail scanners) |
-// | authlink_rate_limit_refusals_total          | counter   | rule                   | Calls refused by a rate limit (generate-caller, generate-email, verify-address, verify-code) |
+// | authlink_rate_limit_refusals_total          | counter   | rule                   | Calls refused by a rate limit (generate-caller, generate-email, verify-address, verify-code, refusals-per-address); coalesced audit events count as many calls as they stand for, when their summary is written |
 // | authlink_audit_write_failures_total         | counter   |                        | Audit events that could not be stored (queued for retry or dropped) |
 // | authlink_audit_events_dropped_total         | counter   |                        | Audit events lost because the retry queue overflowed |
 // | authlink_audit_queue_length                 | gauge     |                        | Audit events waiting in the retry queue |
@@ -47,6 +47,8 @@ export interface AuditEventLike {
   readonly linkAgeMs?: number | undefined;
   /** over_rate_limit: which rule ("generate-caller", "generate-email", "verify-address", "verify-code"). */
   readonly rateLimitRule?: string | undefined;
+  /** How many identical calls a coalesced event stands for (absent: one). */
+  readonly count?: number | undefined;
 }
 
 export interface Metrics {
@@ -292,17 +294,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     observeAuditEvent(event) {
       const type = event.linkType === undefined ? "none" : safeLabel(event.linkType);
       const outcome = safeLabel(event.outcome);
+      // A coalesced event stands for `count` calls.
+      const calls = event.count !== undefined && Number.isSafeInteger(event.count) && event.count > 0 ? event.count : 1;
       if (event.method === "GenerateLink" && event.outcome === "ok" && event.hashedTokens.length > 0) {
         linksIssued.inc({ type }, event.hashedTokens.length);
       }
       if (event.method === "VerifyLink") {
-        redemptions.inc({ type, outcome });
+        redemptions.inc({ type, outcome }, calls);
         if (event.outcome === "ok" && event.linkAgeMs !== undefined && Number.isFinite(event.linkAgeMs) && event.linkAgeMs >= 0) {
           redemptionAge.observe({ type }, event.linkAgeMs * SECONDS_PER_MS);
         }
       }
       if (event.outcome === "over_rate_limit") {
-        rateLimitRefusals.inc({ rule: event.rateLimitRule === undefined ? "unknown" : safeLabel(event.rateLimitRule) });
+        rateLimitRefusals.inc({ rule: event.rateLimitRule === undefined ? "unknown" : safeLabel(event.rateLimitRule) }, calls);
       }
     },
 
