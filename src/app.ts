@@ -3,8 +3,10 @@ import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_health_v1_health, Health } from "../gen/health/v1/health_pb.js";
 import { createAuditTrail } from "./audit/audit-trail.js";
+import { coalesceRefusals } from "./audit/refusal-coalescing.js";
 import { AccessPolicies, contractPolicy, explicitPolicy } from "./call/access-policy.js";
 import { createCallBoundary } from "./call/call-boundary.js";
+import { createRefusalLimiter } from "./call/refusal-limiter.js";
 import type { Config } from "./config/config.js";
 import { createAssertionSigner } from "./crypto/assertion-signer.js";
 import { createOtpCodec } from "./crypto/otp.js";
@@ -18,10 +20,11 @@ import type { Logger } from "./log/logger.js";
 import { createHealthHttpHandler } from "./ops/health-http.js";
 import { createHealthService } from "./ops/health-service.js";
 import type { Metrics } from "./ops/metrics.js";
+import { createProtocolRefusals } from "./ops/protocol-refusals.js";
 import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
-import { createCallInterceptor } from "./rpc/call-interceptor.js";
+import { createCallAdapter } from "./rpc/call-adapter.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
 import { startPurgeLoop } from "./store/purge-loop.js";
@@ -50,14 +53,17 @@ export interface App {
   readonly links: LinkService;
   /** Whether the app can serve; turned false first during a graceful shutdown. */
   readonly readiness: Readiness;
-  /** Stops background work; the store is the caller's to close. */
-  close(): void;
+  /** Stops background work and stores the audit events still being counted; the store is the caller's to close. */
+  close(): Promise<void>;
 }
 
 export function createApp(deps: AppDeps): App {
   const { config, clock, logger, metrics } = deps;
   const store = metrics ? metrics.instrumentStore(deps.store) : deps.store;
-  const audit = createAuditTrail({ store: store.audit, logger, retentionMs: config.auditRetentionMs, observer: metrics });
+  const trail = createAuditTrail({ store: store.audit, logger, retentionMs: config.auditRetentionMs, observer: metrics });
+  // Repeated refusals become one event with a count per window, so that a
+  // flood of refused calls writes a bounded number of documents.
+  const audit = coalesceRefusals(trail, { clock, windowMs: config.auditCoalesceWindowMs });
   const assertions = createAssertionSigner({
     keys: config.assertions.keys,
     issuer: config.links.publicUrl.href.replace(/\/$/, ""),
@@ -94,20 +100,22 @@ export function createApp(deps: AppDeps): App {
     clock,
     logger,
     observe: metrics && ((method, protocol) => metrics.callStarted(method, protocol)),
+    refusalLimiter: createRefusalLimiter({ rule: config.refusalLimit, clock }),
   });
-  const interceptors = [createCallInterceptor(boundary)];
+  const protocolRefusals = createProtocolRefusals({ logger, count: metrics && ((kind) => metrics.protocolRefusal(kind)) });
+  const adapter = createCallAdapter(boundary, { onProtocolRefusal: (kind) => protocolRefusals.refused(kind) });
   const handler = createHttpHandler({
     routes: (router) => {
-      router.service(AdminAuthService, createAdminAuthService(links), { interceptors });
+      router.service(AdminAuthService, createAdminAuthService(links), adapter);
       const health = createHealthService({ readiness, services: [AdminAuthService.typeName] });
-      router.service(Health, health, { interceptors });
+      router.service(Health, health, adapter);
       if (config.reflection) {
         const reflection = createServerReflection({
           files: [file_authlink_v1_admin_auth_service, file_health_v1_health],
           serviceNames: () => router.handlers.map((h) => h.service.typeName),
         });
-        router.service(reflectionV1.ServerReflection, reflection.v1, { interceptors });
-        router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, { interceptors });
+        router.service(reflectionV1.ServerReflection, reflection.v1, adapter);
+        router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, adapter);
       }
     },
     plainHandlers: [
@@ -118,15 +126,18 @@ export function createApp(deps: AppDeps): App {
     cors: createCors({ allowedOrigins: config.corsOrigins, services: [AdminAuthService] }),
     maxRequestBytes: config.maxRequestBytes,
     trustedProxies: config.trustedProxies,
+    protocolRefusals,
   });
   const stopPurge = store.needsPurge ? startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger) : () => {};
   return {
     handler,
     links,
     readiness,
-    close() {
+    async close() {
       stopPurge();
-      audit.close();
+      protocolRefusals.close();
+      await audit.close();
+      trail.close();
     },
   };
 }

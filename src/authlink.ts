@@ -73,14 +73,14 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
         // the ones in flight finish.
         running.readiness.markShuttingDown();
         await listening.close(config.shutdownTimeoutMs);
-        running.close();
+        await running.close();
         await metricsServer?.close();
         if (ownsStore) await store.close();
       },
     };
   } catch (error) {
     await server?.close(0);
-    app?.close();
+    await app?.close();
     await metricsServer?.close();
     if (ownsStore) await store.close();
     throw error;

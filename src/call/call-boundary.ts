@@ -2,12 +2,13 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import type { AuditLog } from "../domain/audit-log.js";
 import type { Call } from "../domain/call.js";
 import type { Clock } from "../domain/clock.js";
-import { toAuthlinkError, type AuthlinkError } from "../domain/errors.js";
+import { AuthlinkError, toAuthlinkError } from "../domain/errors.js";
 import { callerIdentity, resolveCaller, type CallerPolicy } from "../identity/caller.js";
 import type { PeerCertificate } from "../identity/peer-certificate.js";
 import type { Logger } from "../log/logger.js";
 import { authorize } from "./access.js";
 import type { AccessPolicies } from "./access-policy.js";
+import type { RefusalLimiter } from "./refusal-limiter.js";
 import { requestIdFrom } from "./request-id.js";
 import { STATUS_CODES } from "./status-codes.js";
 
@@ -19,14 +20,17 @@ import { STATUS_CODES } from "./status-codes.js";
 //   admit  who is calling (client certificate or service key), whether the
 //          method's policy lets them, a request id, and the call's signal:
 //          the client's own deadline or disconnect, capped by the server's
-//          longest call;
+//          longest call. Refusals are counted per client address in
+//          process (refusal-limiter.ts): past the limit a refused call is
+//          answered over_rate_limit, before any database work;
 //   end    once, when the call is over (for a stream: after its last message
 //          or its error): the error classified as a domain error with a
 //          reason (logged when unexpected), metrics told the real outcome,
 //          the deadline timer released.
 //
 // Use cases receive the Call and report their own audit events; the boundary
-// audits only the refusals it makes itself, and only for audited services.
+// audits only the refusals it makes itself, and only for audited services
+// (the audit trail coalesces repeated refusals: audit/refusal-coalescing.ts).
 
 /** What a transport knows about one call before it runs. */
 export interface TransportFacts {
@@ -67,14 +71,19 @@ export interface CallBoundaryOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly observe?: CallObserver | undefined;
+  /** Refusals per client address; without it refusals are not limited. */
+  readonly refusalLimiter?: RefusalLimiter | undefined;
 }
+
+/** The rule name of the refusal limit (audit events, metrics). */
+export const REFUSAL_LIMIT_RULE = "refusals-per-address";
 
 export interface CallBoundary {
   admit(facts: TransportFacts): Promise<OpenCall>;
 }
 
 export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
-  const { policies, callers, maxCallDurationMs, audit, clock, logger, observe } = options;
+  const { policies, callers, maxCallDurationMs, audit, clock, logger, observe, refusalLimiter } = options;
 
   return {
     async admit(facts) {
@@ -113,9 +122,14 @@ export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
         return failure;
       };
 
-      const refused = authorize(caller, policies.accessOf(method));
+      let refused = authorize(caller, policies.accessOf(method));
+      const verdict = refused && refusalLimiter?.take(call.clientAddress);
+      if (verdict && !verdict.allowed) {
+        refused = new AuthlinkError("over_rate_limit", { retryAfterMs: verdict.retryAfterMs, rateLimitRule: REFUSAL_LIMIT_RULE });
+      }
       if (refused && policies.isAudited(method)) {
-        if (caller.kind === "rejected") {
+        if (caller.kind === "rejected" && refused.reason === caller.reason) {
+          // Within the refusal limit only, so a flood writes a bounded number of these lines.
           logger.info({ requestId: call.requestId, method: fullName, reason: caller.reason, detail: caller.detail }, "credential refused");
         }
         await audit.recordOutcome({
@@ -127,6 +141,7 @@ export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
           hashedTokens: [],
           outcome: refused.reason,
           durationMs: Math.round(performance.now() - call.startedAt),
+          rateLimitRule: refused.rateLimitRule,
         });
       }
       return { call, refused, end, endWithStatus: (codeName) => void finish(codeName) };

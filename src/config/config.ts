@@ -59,10 +59,14 @@ export interface Config {
   /** The longest a call may run, whatever deadline the client sets. */
   readonly maxCallDurationMs: number;
   readonly rateLimits: RateLimitSettings;
+  /** Calls the boundary refuses (no or a bad credential, not the service role), per client address, counted in process. */
+  readonly refusalLimit: RateRule;
   /** Proxies whose X-Forwarded-For is believed. */
   readonly trustedProxies: TrustedProxies;
   /** How long audit events are kept. */
   readonly auditRetentionMs: number;
+  /** Repeated identical refusals are audited as one event with a count per this window. */
+  readonly auditCoalesceWindowMs: number;
   /** Serve gRPC server reflection (the schema, never data). */
   readonly reflection: boolean;
   /** AUTHLINK_PUBLIC_URL was not set: links point at the listen address (see withBoundPort). */
@@ -128,8 +132,10 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS",
   "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL_AND_CLIENT",
   "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL",
+  "AUTHLINK_RATE_LIMIT_REFUSALS_PER_ADDRESS",
   "AUTHLINK_TRUSTED_PROXIES",
   "AUTHLINK_AUDIT_RETENTION",
+  "AUTHLINK_AUDIT_COALESCE_WINDOW",
   "AUTHLINK_REFLECTION",
   "AUTHLINK_METRICS_ADDR",
   "AUTHLINK_ACTION_LINK_TEMPLATE",
@@ -360,9 +366,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     ),
     verifyCodePerEmail: rate("AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL", DEFAULT_RATE_LIMITS.verifyCodePerEmail),
   };
+  const refusalLimit = rate("AUTHLINK_RATE_LIMIT_REFUSALS_PER_ADDRESS", DEFAULT_REFUSAL_LIMIT);
   const trusted = parseTrustedProxies(list("AUTHLINK_TRUSTED_PROXIES"));
   for (const bad of trusted.problems) problem("AUTHLINK_TRUSTED_PROXIES", `${JSON.stringify(bad)} is not an IP address or CIDR range`);
   const auditRetentionMs = duration("AUTHLINK_AUDIT_RETENTION", 90 * 86_400_000, 3_600_000, 3_650 * 86_400_000);
+  const auditCoalesceWindowMs = duration("AUTHLINK_AUDIT_COALESCE_WINDOW", 60_000, 1_000, 3_600_000);
   const reflection = boolean("AUTHLINK_REFLECTION", true);
 
   // The verify page and the assertions it hands on.
@@ -435,8 +443,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     maxRequestBytes,
     maxCallDurationMs,
     rateLimits,
+    refusalLimit,
     trustedProxies: trusted.proxies,
     auditRetentionMs,
+    auditCoalesceWindowMs,
     reflection,
     pageTitle,
     assertions: { keys: signingKeys, generated: signingKeysGenerated, audience, ttlMs: assertionTtlMs },
@@ -549,6 +559,13 @@ export const DEFAULT_RATE_LIMITS: RateLimitSettings = {
   verifyCodePerEmailAndClient: { limit: 10, windowMs: 3_600_000 },
   verifyCodePerEmail: { limit: 100, windowMs: 3_600_000 },
 };
+
+/**
+ * Refusals (no or a bad credential) per client address: enough for a
+ * misconfigured service to see its UNAUTHENTICATED answers a while, then one
+ * per second; a flood from one address costs a token-bucket check per call.
+ */
+export const DEFAULT_REFUSAL_LIMIT: RateRule = { limit: 60, windowMs: 60_000 };
 
 /** `host:port` with an IPv6 host in brackets; port 0 picks a free port. */
 export function parseListenAddress(text: string): { host: string; port: number } | undefined {

@@ -31,4 +31,11 @@ export interface AuditEvent {
   readonly linkState?: LinkState | undefined;
   /** over_rate_limit: the rule that refused the call. */
   readonly rateLimitRule?: string | undefined;
+  /**
+   * How many identical calls this event stands for; absent means one. Repeated
+   * refusals (same client address, caller, method, reason and rule, no
+   * subject) are coalesced: the first is stored at once, the rest are counted
+   * and stored as one summary event per window (audit/refusal-coalescing.ts).
+   */
+  readonly count?: number | undefined;
 }

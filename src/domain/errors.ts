@@ -11,6 +11,7 @@ export type ErrorKind =
   | "permission_denied"
   | "unauthenticated"
   | "resource_exhausted"
+  | "unimplemented"
   | "unavailable"
   | "deadline_exceeded"
   | "cancelled"
@@ -35,6 +36,8 @@ export const REASONS = {
   not_service_role: { kind: "permission_denied", message: "the caller does not hold the service role" },
   method_not_exposed: { kind: "permission_denied", message: "this method is not open to any caller" },
   over_rate_limit: { kind: "resource_exhausted", message: "too many requests (retry later)" },
+  request_too_large: { kind: "resource_exhausted", message: "the request is too large" },
+  compression_not_supported: { kind: "unimplemented", message: "the request's compression is not supported (see grpc-accept-encoding)" },
   store_unavailable: { kind: "unavailable", message: "the database is unavailable (retry later)" },
   deadline_exceeded: { kind: "deadline_exceeded", message: "the deadline expired before the call completed" },
   cancelled: { kind: "cancelled", message: "the call was cancelled" },

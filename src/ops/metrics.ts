@@ -11,13 +11,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 // | authlink_links_issued_total                 | counter   | type                   | Links issued by successful GenerateLink calls (a secure email change issues two) |
 // | authlink_link_redemptions_total             | counter   | type, outcome          | VerifyLink calls: outcome "ok" or the error reason (link_invalid_or_expired, ...) |
 // | authlink_link_redemption_age_seconds        | histogram | type                   | Time from a link's issue to its successful redemption, 1 s … 7 days (seconds-old redemptions suggest mail scanners) |
-// | authlink_rate_limit_refusals_total          | counter   | rule                   | Calls refused by a rate limit (generate-caller, generate-email, verify-address, verify-code-client, verify-code) |
+// | authlink_rate_limit_refusals_total          | counter   | rule                   | Calls refused by a rate limit (generate-caller, generate-email, verify-address, verify-code-client, verify-code, refusals-per-address); coalesced audit events count as many calls as they stand for, when their summary is written |
 // | authlink_audit_write_failures_total         | counter   |                        | Audit events that could not be stored (queued for retry or dropped) |
 // | authlink_audit_events_dropped_total         | counter   |                        | Audit events lost because the retry queue overflowed |
 // | authlink_audit_queue_length                 | gauge     |                        | Audit events waiting in the retry queue |
 // | authlink_store_operation_duration_seconds   | histogram | operation              | Store call duration, by "<substore>.<method>" (links.find, users.findByEmail, purgeExpired, ...) |
 // | authlink_store_errors_total                 | counter   | operation, kind        | Failed store calls; kind "unavailable" (StoreUnavailableError) or "other" |
-// | authlink_protocol_refusals_total            | counter   | kind                   | Requests refused by the protocol layer before any handler (bad content type, oversize, ...) |
+// | authlink_protocol_refusals_total            | counter   | kind                   | Requests refused by the protocol layer before any handler: unknown_path, method_not_allowed, unsupported_media_type, http_version_not_supported, oversize, bad_envelope, undecodable, compression_not_supported, bad_header |
 //
 // Node process metrics (process_cpu_seconds_total, process_resident_memory_bytes,
 // nodejs_eventloop_lag_seconds, nodejs_heap_size_used_bytes, nodejs_gc_duration_seconds, ...)
@@ -47,6 +47,8 @@ export interface AuditEventLike {
   readonly linkAgeMs?: number | undefined;
   /** over_rate_limit: which rule ("generate-caller", "generate-email", "verify-address", "verify-code-client", "verify-code"). */
   readonly rateLimitRule?: string | undefined;
+  /** How many identical calls a coalesced event stands for (absent: one). */
+  readonly count?: number | undefined;
 }
 
 export interface Metrics {
@@ -292,17 +294,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     observeAuditEvent(event) {
       const type = event.linkType === undefined ? "none" : safeLabel(event.linkType);
       const outcome = safeLabel(event.outcome);
+      // A coalesced event stands for `count` calls.
+      const calls = event.count !== undefined && Number.isSafeInteger(event.count) && event.count > 0 ? event.count : 1;
       if (event.method === "GenerateLink" && event.outcome === "ok" && event.hashedTokens.length > 0) {
         linksIssued.inc({ type }, event.hashedTokens.length);
       }
       if (event.method === "VerifyLink") {
-        redemptions.inc({ type, outcome });
+        redemptions.inc({ type, outcome }, calls);
         if (event.outcome === "ok" && event.linkAgeMs !== undefined && Number.isFinite(event.linkAgeMs) && event.linkAgeMs >= 0) {
           redemptionAge.observe({ type }, event.linkAgeMs * SECONDS_PER_MS);
         }
       }
       if (event.outcome === "over_rate_limit") {
-        rateLimitRefusals.inc({ rule: event.rateLimitRule === undefined ? "unknown" : safeLabel(event.rateLimitRule) });
+        rateLimitRefusals.inc({ rule: event.rateLimitRule === undefined ? "unknown" : safeLabel(event.rateLimitRule) }, calls);
       }
     },
 

@@ -14,7 +14,7 @@ import {
 // The AdminAuthService handlers for connect-node. They only translate: the
 // wire request to a domain input, the domain result to the wire response.
 // Who may call, the deadline and the error mapping are the call boundary's
-// (rpc/call-interceptor.ts).
+// (rpc/call-adapter.ts).
 
 export function createAdminAuthService(links: LinkService): ServiceImpl<typeof AdminAuthService> {
   return {

@@ -3,8 +3,8 @@ import type { Call } from "../domain/call.js";
 import type { PeerCertificate } from "../identity/peer-certificate.js";
 
 // Per-call values for connect-node: the peer, seeded from the raw HTTP
-// request (server/http-handler.ts), and the Call, set by the call interceptor
-// before any handler runs. Neither default is ever written to, so no state
+// request (server/http-handler.ts), and the Call, set by the call adapter
+// (call-adapter.ts) before any handler runs. Neither default is ever written to, so no state
 // is shared between calls.
 
 /** What the connection tells about the peer. */
@@ -21,9 +21,9 @@ export const peerKey = createContextKey<Peer>(
 
 export const callKey = createContextKey<Call | undefined>(undefined, { description: "authlink call" });
 
-/** The call a handler serves; only services mounted behind the call interceptor have one. */
+/** The call a handler serves; only services mounted with the call adapter have one. */
 export function callOf(context: HandlerContext): Call {
   const call = context.values.get(callKey);
-  if (!call) throw new Error("no Call in this context: the service is mounted without the call interceptor");
+  if (!call) throw new Error("no Call in this context: the service is mounted without the call adapter");
   return call;
 }

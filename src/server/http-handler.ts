@@ -3,7 +3,9 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { peerKey } from "../rpc/context-values.js";
+import type { ProtocolRefusalKind } from "../rpc/protocol-errors.js";
 import { clientAddress, type TrustedProxies } from "../identity/client-address.js";
 import { readPeerCertificate } from "../identity/peer-certificate.js";
 import type { CorsMiddleware } from "../web/cors.js";
@@ -13,7 +15,10 @@ import type { RequestHandler } from "./http-server.js";
 // the JWKS, the verify page), then CORS for browsers on other origins, then
 // connect-node's router for gRPC, gRPC-Web and Connect, with the peer's TLS facts handed to interceptors, hard message
 // size limits, and headers that keep responses (which carry link secrets) out
-// of caches and referrers.
+// of caches and referrers. Requests the router refuses before any handler
+// runs (unknown path, wrong HTTP method, content type or HTTP version) are
+// reported to `protocolRefusals`; those refused while being read are reported
+// by the call adapter (rpc/call-adapter.ts).
 
 /** A plain HTTP endpoint: answers and returns true, or returns false to pass the request on. */
 export type PlainHttpHandler = (
@@ -31,7 +36,16 @@ export interface HttpHandlerOptions {
   /** Largest request message, checked before it is parsed. */
   readonly maxRequestBytes: number;
   readonly trustedProxies: TrustedProxies;
+  /** Told of each request the router refuses before any handler runs. */
+  readonly protocolRefusals?: { refused(kind: ProtocolRefusalKind): void } | undefined;
 }
+
+/** The statuses connect-node's router answers itself, before any handler or interceptor. */
+const ROUTER_REFUSALS: Readonly<Record<number, ProtocolRefusalKind>> = {
+  405: "method_not_allowed",
+  415: "unsupported_media_type",
+  505: "http_version_not_supported",
+};
 
 const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "cache-control": "no-store",
@@ -43,8 +57,17 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 const MAX_RESPONSE_BYTES = 1_048_576;
 
 export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
+  const refused = (kind: ProtocolRefusalKind) => options.protocolRefusals?.refused(kind);
   const connect = connectNodeAdapter({
-    routes: options.routes,
+    routes: (router) => {
+      options.routes(router);
+      router.handlers.forEach((handler, i) => (router.handlers[i] = reportingRefusals(handler, refused)));
+    },
+    fallback: (_req, res) => {
+      refused("unknown_path");
+      res.writeHead(404);
+      res.end();
+    },
     readMaxBytes: options.maxRequestBytes,
     writeMaxBytes: MAX_RESPONSE_BYTES,
     contextValues: (req) => {
@@ -66,4 +89,14 @@ export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
     if (options.cors) options.cors(req, res, () => connect(req, res));
     else connect(req, res);
   };
+}
+
+/** A route's handler that reports the requests it refuses before any handler runs. */
+function reportingRefusals(handler: UniversalHandler, refused: (kind: ProtocolRefusalKind) => void): UniversalHandler {
+  return Object.assign(async (request: Parameters<UniversalHandler>[0]) => {
+    const response = await handler(request);
+    const kind = ROUTER_REFUSALS[response.status];
+    if (kind) refused(kind);
+    return response;
+  }, handler);
 }

@@ -80,6 +80,33 @@ function http2Options(settings: ConnectionSettings): http2.ServerOptions {
   };
 }
 
+/**
+ * An HTTP/2 stream lives until the peer has sent its whole request, even once
+ * it has been answered. A request answered without reading its body (refused
+ * from its headers, or cut at the size limit) would otherwise sit paused: it
+ * counts against the connection's concurrent streams, and the bytes the peer
+ * already sent are never credited back to the connection's flow-control
+ * window, so after a few hundred oversized messages a client's connection
+ * refuses new streams (ENHANCE_YOUR_CALM) or stalls. Node's HTTP/1.1 server
+ * discards such a body; this does the same for HTTP/2, once the response is
+ * complete (the compatibility layer always asks for trailers). Resetting the
+ * stream instead (RST_STREAM NO_ERROR, RFC 9113 §8.1) is not enough with
+ * Node: data still in flight lands on a closed stream and its connection
+ * window is never restored. The request deadline (connection-guard.ts)
+ * still bounds how long a peer may keep sending.
+ */
+function discardBodyOnceAnswered(req: http2.Http2ServerRequest): void {
+  const stream = req.stream;
+  stream.once("wantTrailers", () => {
+    if (req.complete) return;
+    // The compatibility request's own "data" listener pauses the stream once
+    // the (abandoned or destroyed) request stops taking chunks; replace it.
+    stream.removeAllListeners("data");
+    stream.on("data", () => undefined);
+    stream.resume();
+  });
+}
+
 /** RFC 9113's measure of a header list: each field's name and value plus 32 bytes. */
 function headerListSize(rawHeaders: readonly string[]): number {
   let size = 0;
@@ -99,6 +126,8 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
       res.statusCode = 431;
       res.end();
       return;
+    } else if (req instanceof http2.Http2ServerRequest) {
+      discardBodyOnceAnswered(req);
     }
     handler(req, res);
   };

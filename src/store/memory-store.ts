@@ -18,10 +18,23 @@ import type {
 // thread it is as atomic as the MongoDB operation it stands for. Records are
 // copied in and out so that callers never share mutable state with the store.
 // A call's abort signal is not consulted: no operation here ever waits.
+// The audit trail is a ring buffer of the newest events (maxAuditEvents), so
+// memory stays bounded however long the process runs.
 
 const copy = <T>(value: T): T => structuredClone(value);
 
-export function createMemoryStore(): Store {
+export interface MemoryStoreOptions {
+  /**
+   * Most audit events kept (default 10,000, about 10 MiB): past it the oldest
+   * is dropped. The embedded store is for development and tests; a
+   * deployment that must keep its audit trail uses MongoDB.
+   */
+  readonly maxAuditEvents?: number;
+}
+
+export const DEFAULT_MAX_AUDIT_EVENTS = 10_000;
+
+export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const users = new Map<string, User>();
   const userIdByEmail = new Map<string, string>();
   const links = new Map<string, LinkRecord>();
@@ -30,7 +43,7 @@ export function createMemoryStore(): Store {
   const claims = new Map<string, { expiresAt: Date; holder: string }>();
   /** Hits per bucket and window; the window keys expire like claims. */
   const rateWindows = new Map<string, { hits: number; expiresAt: Date }>();
-  const auditEvents: { event: AuditEvent; expiresAt: Date }[] = [];
+  const auditEvents = createRing<{ event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
 
   const userStore: UserStore = {
     async findById(id) {
@@ -188,7 +201,7 @@ export function createMemoryStore(): Store {
       auditEvents.push({ event: copy(event), expiresAt });
     },
     async find(filter, limit) {
-      return auditEvents
+      return [...auditEvents]
         .filter(({ event }) => (filter.email === undefined || event.email === filter.email) && (filter.userId === undefined || event.userId === filter.userId))
         .map(({ event }) => copy(event))
         .sort((a, b) => b.at.getTime() - a.at.getTime())
@@ -217,16 +230,59 @@ export function createMemoryStore(): Store {
       for (const [key, window] of rateWindows) {
         if (expired(window.expiresAt) && rateWindows.delete(key)) count++;
       }
-      // Compact in place: spreading a large array into splice() overflows the stack.
-      let kept = 0;
-      for (const entry of auditEvents) {
-        if (!expired(entry.expiresAt)) auditEvents[kept++] = entry;
-      }
-      count += auditEvents.length - kept;
-      auditEvents.length = kept;
+      // Events are appended in the order calls end, all with one retention,
+      // so the expired ones are the oldest: drop from that end and stop at the
+      // first live one. (One that expired behind a live one, from a call that
+      // ended a moment later, goes with a later purge.)
+      count += auditEvents.dropOldestWhile((entry) => expired(entry.expiresAt));
       return count;
     },
     async ping() {},
     async close() {},
+  };
+}
+
+/**
+ * A ring buffer of at most `capacity` items: pushing onto a full one drops the
+ * oldest. Iterates oldest first.
+ */
+interface Ring<T> extends Iterable<T> {
+  readonly size: number;
+  push(item: T): void;
+  /** Drops items from the oldest end while `test` holds; returns how many. */
+  dropOldestWhile(test: (item: T) => boolean): number;
+}
+
+function createRing<T>(capacity: number): Ring<T> {
+  if (!(Number.isInteger(capacity) && capacity >= 1)) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
+  const slots: (T | undefined)[] = [];
+  let head = 0;
+  let size = 0;
+  return {
+    get size() {
+      return size;
+    },
+    push(item) {
+      if (size < capacity) {
+        slots[(head + size) % capacity] = item;
+        size += 1;
+      } else {
+        slots[head] = item;
+        head = (head + 1) % capacity;
+      }
+    },
+    dropOldestWhile(test) {
+      let dropped = 0;
+      while (size > 0 && test(slots[head] as T)) {
+        slots[head] = undefined;
+        head = (head + 1) % capacity;
+        size -= 1;
+        dropped += 1;
+      }
+      return dropped;
+    },
+    *[Symbol.iterator]() {
+      for (let i = 0; i < size; i++) yield slots[(head + i) % capacity] as T;
+    },
   };
 }

@@ -13,7 +13,7 @@ import { AuthlinkError } from "../../src/domain/errors.js";
 import { createServiceKeyMatcher } from "../../src/identity/service-keys.js";
 import { Secret } from "../../src/crypto/secret.js";
 import { callOf, peerKey } from "../../src/rpc/context-values.js";
-import { createCallInterceptor } from "../../src/rpc/call-interceptor.js";
+import { createCallAdapter } from "../../src/rpc/call-adapter.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { startHttpServer, type RunningHttpServer } from "../../src/server/http-server.js";
@@ -74,10 +74,10 @@ before(async () => {
       return (code) => observed.push(`end ${method} ${code}`);
     },
   });
-  const interceptors = [createCallInterceptor(boundary)];
+  const adapter = createCallAdapter(boundary);
   const handler = connectNodeAdapter({
     routes: (router) => {
-      router.service(Health, testHealth, { interceptors });
+      router.service(Health, testHealth, adapter);
       router.service(AdminAuthService, {
         generateLink: () => {
           throw new Error("not reached without the service role");
@@ -85,7 +85,7 @@ before(async () => {
         verifyLink: () => {
           throw new Error("not used");
         },
-      }, { interceptors });
+      }, adapter);
     },
     contextValues: (req) => createContextValues().set(peerKey, { certificate: { presented: false }, clientAddress: req.socket.remoteAddress ?? "" }),
   });

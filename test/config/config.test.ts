@@ -28,6 +28,8 @@ describe("loadConfig", () => {
     assert.equal(config.links.otpMaxAttempts, 5);
     assert.equal(config.links.secureEmailChange, true);
     assert.equal(config.links.maxUserDataBytes, 8192);
+    assert.deepEqual(config.refusalLimit, { limit: 60, windowMs: 60_000 });
+    assert.equal(config.auditCoalesceWindowMs, 60_000);
     assert.deepEqual(config.argon2, { memoryKiB: 19456, iterations: 2, parallelism: 1 });
     assert.equal(config.serviceKeyGenerated, true);
     assert.equal(config.serviceKeys.length, 1);
@@ -51,6 +53,8 @@ describe("loadConfig", () => {
       AUTHLINK_SECURE_EMAIL_CHANGE: "false",
       AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL: "5/10m",
       AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "off",
+      AUTHLINK_RATE_LIMIT_REFUSALS_PER_ADDRESS: "10/1s",
+      AUTHLINK_AUDIT_COALESCE_WINDOW: "5m",
       AUTHLINK_TRUSTED_PROXIES: "10.0.0.0/8",
       AUTHLINK_TEST_MONGODB_URI: "ignored: reserved for the test suite",
     });
@@ -64,6 +68,8 @@ describe("loadConfig", () => {
     assert.equal(config.links.secureEmailChange, false);
     assert.deepEqual(config.rateLimits.generatePerEmail, { limit: 5, windowMs: 600_000 });
     assert.equal(config.rateLimits.verifyPerAddress.limit, 0);
+    assert.deepEqual(config.refusalLimit, { limit: 10, windowMs: 1_000 });
+    assert.equal(config.auditCoalesceWindowMs, 300_000);
     assert.ok(config.trustedProxies.has("10.1.2.3"));
   });
 
@@ -80,6 +86,8 @@ describe("loadConfig", () => {
       AUTHLINK_SERVICE_KEYS: "short",
       AUTHLINK_OTP_SECRET: "short",
       AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER: "lots",
+      AUTHLINK_RATE_LIMIT_REFUSALS_PER_ADDRESS: "many/1m",
+      AUTHLINK_AUDIT_COALESCE_WINDOW: "100ms",
       AUTHLINK_TRUSTED_PROXIES: "not-an-ip",
       AUTHLINK_REDIRECT_ALLOWLIST: "a typo",
     });
@@ -95,6 +103,8 @@ describe("loadConfig", () => {
       "AUTHLINK_SERVICE_KEYS",
       "AUTHLINK_OTP_SECRET",
       "AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER",
+      "AUTHLINK_RATE_LIMIT_REFUSALS_PER_ADDRESS",
+      "AUTHLINK_AUDIT_COALESCE_WINDOW",
       "AUTHLINK_TRUSTED_PROXIES",
       "AUTHLINK_REDIRECT_ALLOWLIST",
     ]) {

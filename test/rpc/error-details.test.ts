@@ -19,6 +19,8 @@ describe("errors on the wire", () => {
     not_service_role: Code.PermissionDenied,
     method_not_exposed: Code.PermissionDenied,
     over_rate_limit: Code.ResourceExhausted,
+    request_too_large: Code.ResourceExhausted,
+    compression_not_supported: Code.Unimplemented,
     store_unavailable: Code.Unavailable,
     deadline_exceeded: Code.DeadlineExceeded,
     cancelled: Code.Canceled,

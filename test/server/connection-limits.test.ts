@@ -86,6 +86,11 @@ async function until(emitter: EventEmitter, event: string, condition: () => bool
 interface Target {
   readonly port: number;
   readonly tls: boolean;
+  /**
+   * Sent with requests that must reach their body: authlink refuses a call
+   * without a credential from its headers alone, before reading any body.
+   */
+  readonly authorization?: string;
 }
 
 function tcpFrom(target: Target, address: string): net.Socket {
@@ -174,8 +179,9 @@ interface Attack {
 
 const closedAt = (emitter: EventEmitter): Promise<number> => new Promise((resolve) => emitter.once("close", () => resolve(now())));
 
-const SLOW_BODY_HEAD =
+const slowBodyHead = (target: Target) =>
   "POST /authlink.v1.AdminAuthService/GenerateLink HTTP/1.1\r\nHost: localhost\r\n" +
+  (target.authorization ? `Authorization: ${target.authorization}\r\n` : "") +
   "Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n";
 
 const ATTACKS: readonly Attack[] = [
@@ -256,7 +262,7 @@ const ATTACKS: readonly Attack[] = [
     async open(target, address) {
       const since = now();
       const socket = await connectFrom(target, address, "http/1.1");
-      socket.write(SLOW_BODY_HEAD);
+      socket.write(slowBodyHead(target));
       dribble(socket, "x".repeat(10_000));
       return { since, dropped: closedAt(socket) };
     },
@@ -273,6 +279,7 @@ const ATTACKS: readonly Attack[] = [
         ":method": "POST",
         ":path": "/authlink.v1.AdminAuthService/GenerateLink",
         "content-type": "application/json",
+        ...(target.authorization ? { authorization: target.authorization } : {}),
       });
       stream.on("error", () => undefined);
       stream.resume();
@@ -364,7 +371,7 @@ for (const useTls of [false, true]) {
     after(() => server.close());
 
     test(`${N} connections of each attack are dropped within their deadline while gRPC and Connect calls succeed`, async (t) => {
-      const target = { port: server.port, tls: useTls };
+      const target = { port: server.port, tls: useTls, authorization: `Bearer ${server.serviceKey}` };
       const tlsClient = useTls ? { ca: caPem } : undefined;
       const grpc = connectClient(server.url, { protocol: "grpc", key: server.serviceKey, tls: tlsClient });
       const connectJson = connectClient(server.url, { protocol: "connect", key: server.serviceKey, tls: tlsClient });

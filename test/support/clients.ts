@@ -101,6 +101,7 @@ export type GrpcJsMessage = Record<string, unknown>;
 export interface GrpcJsAdminClient {
   generateLink(request: GrpcJsMessage, metadata?: grpc.Metadata): Promise<GrpcJsMessage>;
   verifyLink(request: GrpcJsMessage, metadata?: grpc.Metadata): Promise<GrpcJsMessage>;
+  previewLink(request: GrpcJsMessage, metadata?: grpc.Metadata): Promise<GrpcJsMessage>;
   close(): void;
 }
 
@@ -140,7 +141,12 @@ export function grpcJsClient(
         );
       });
     };
-  return { generateLink: call("GenerateLink"), verifyLink: call("VerifyLink"), close: () => client.close() };
+  return {
+    generateLink: call("GenerateLink"),
+    verifyLink: call("VerifyLink"),
+    previewLink: call("PreviewLink"),
+    close: () => client.close(),
+  };
 }
 
 const detailsRegistry = createRegistry(file_google_rpc_error_details);
