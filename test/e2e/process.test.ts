@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, join } from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { listeningUrl, logLines, readyWithin, startProcess } from "../support/authlink-process.js";
 import { Code, connectClient, reasonOf, rejection } from "../support/clients.js";
 import { useTestDatabase } from "../support/mongo.js";
 import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js";
@@ -17,42 +15,7 @@ import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js"
 // configuration, a clean exit 0 on SIGTERM, and a database that is down at
 // start-up: the process serves, not ready, until it answers.
 
-const main = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "main.js");
 const database = await useTestDatabase("process");
-
-interface Started {
-  readonly child: ChildProcess;
-  readonly stdout: () => string;
-  readonly stderr: () => string;
-  readonly exit: Promise<number | null>;
-}
-
-function startProcess(env: Record<string, string>): Started {
-  const child = spawn(process.execPath, [main], {
-    // Only what is given: no AUTHLINK_* leaks in from the test environment.
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr?.on("data", (chunk: Buffer) => (err += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exit };
-}
-
-/** Waits (with a deadline) for the "authlink listening" line and returns its URL. */
-async function listeningUrl(started: Started, timeoutMs = 15_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for (const line of started.stdout().split("\n")) {
-      if (line.includes('"authlink listening"')) return (JSON.parse(line) as { url: string }).url;
-    }
-    if (started.child.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`authlink did not start:\n${started.stdout()}\n${started.stderr()}`);
-}
 
 test("embedded default: warns loudly, prints a development key that works, stops cleanly on SIGTERM", async () => {
   const started = startProcess({ AUTHLINK_ADDR: "127.0.0.1:0" });
@@ -161,24 +124,6 @@ test("MongoDB down at start-up: serves not-ready (NOT_SERVING, 503, UNAVAILABLE)
   assert.ok(!output.includes(password), "the connection string's password appears in no log line");
   assert.ok(!output.includes(encodeURIComponent(password)));
 });
-
-/** Parsed JSON log lines. */
-function logLines(stdout: string): Record<string, unknown>[] {
-  return stdout
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** Polls /readyz until it answers 200. */
-async function readyWithin(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if ((await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${url} did not become ready within ${timeoutMs} ms`);
-}
 
 /**
  * The test URI with a password in it, to prove no log line shows it: its own
