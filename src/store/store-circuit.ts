@@ -18,8 +18,9 @@ import type { Logger } from "../log/logger.js";
 // for probeTimeoutMs: the circuit's own pings and the readiness probe's,
 // which are the same single-flight ping. A database that stalls (its
 // connections open, nothing answered) raises no error, so an operation left
-// unanswered for half the probe timeout makes the circuit ping: a stall is
-// detected within 1.5 probe timeouts of an operation's start. A slow
+// unanswered for half the probe timeout makes the circuit ping (and again
+// every half probe timeout while it waits): a stall is detected within 1.5
+// probe timeouts of an operation's start (2 when a timer tick is late). A slow
 // operation on a database that answers pings opens nothing; past
 // operationTimeoutMs it fails alone.
 //
@@ -153,10 +154,15 @@ export function createStoreCircuit(options: StoreCircuitOptions): StoreCircuit {
     return probing;
   }
 
-  /** An operation is slow: is the database still there? (Not when it answered a moment ago.) */
+  /**
+   * An operation is slow: is the database still there? Asked again every
+   * suspectAfterMs while it stays slow (a database may stall after a ping it
+   * answered), but not while a ping is out or one answered moments ago: many
+   * slow operations cost one ping per period, not one each.
+   */
   function suspect(): void {
     if (state !== "up" || probing) return;
-    if (performance.now() - lastAnswerAt < suspectAfterMs) return;
+    if (performance.now() - lastAnswerAt < suspectAfterMs / 2) return;
     void probe();
   }
 
@@ -200,7 +206,7 @@ export function createStoreCircuit(options: StoreCircuitOptions): StoreCircuit {
               own.abort(new StoreUnavailableError(`the database did not answer within ${limitMs} ms`));
               suspect();
             }, limitMs);
-      const suspicion = setTimeout(suspect, suspectAfterMs);
+      const suspicion = setInterval(suspect, suspectAfterMs);
       const signal = run.kind === "read" && caller ? AbortSignal.any([caller, own.signal]) : own.signal;
       try {
         return await settleBy(operation(signal), signal);
@@ -212,7 +218,7 @@ export function createStoreCircuit(options: StoreCircuitOptions): StoreCircuit {
         throw error;
       } finally {
         clearTimeout(limit);
-        clearTimeout(suspicion);
+        clearInterval(suspicion);
         inFlight.delete(abort);
       }
     },

@@ -110,6 +110,17 @@ describe("store circuit", () => {
     circuit.close();
   });
 
+  test("a database that stalls after answering a ping: the operation waiting on it keeps asking, and fails long before its time limit", async () => {
+    const db: FakeDatabase = { mode: "up", pings: 0 };
+    const { circuit } = started(db, { operationTimeoutMs: 5_000, probeTimeoutMs: 200 });
+    setTimeout(() => (db.mode = "stalled"), 150); // after the first ping (at 100 ms) answered
+    const { result, ms } = await outcome(circuit.run(undefined, read, () => never()));
+    assert.equal(result, "unavailable");
+    assert.ok(db.pings >= 2);
+    assert.ok(ms < 700, `answered after ${Math.round(ms)} ms (second ping at 200 ms, unanswered until 400 ms)`);
+    circuit.close();
+  });
+
   test("a slow operation on a database that answers pings opens nothing; past its time limit it fails alone", async () => {
     const db: FakeDatabase = { mode: "up", pings: 0 };
     const { circuit } = started(db, { operationTimeoutMs: 400, probeTimeoutMs: 100 });
