@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 import type { Db } from "mongodb";
-import { openMongoStore } from "../../src/store/mongo-store.js";
+import { credentialRedactor, describeTarget, openMongoStore } from "../../src/store/mongo-store.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { openTestStore, testMongoUri, useTestDatabase, type TestDatabase } from "../support/mongo.js";
@@ -402,5 +402,22 @@ describe("MongoDB store: on the server", () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe("MongoDB store: the connection string in log lines", () => {
+  test("hosts are named, credentials never", () => {
+    assert.equal(describeTarget("mongodb://app:s3cret@db1:27017,db2:27018/authlink?replicaSet=rs0"), "db1:27017,db2:27018");
+    assert.equal(describeTarget("mongodb+srv://app:s3cret@cluster0.example.net/?retryWrites=true"), "mongodb+srv://cluster0.example.net");
+    assert.equal(describeTarget("mongodb://127.0.0.1:27017"), "127.0.0.1:27017");
+  });
+
+  test("a message that echoed the user or password (as written or percent-decoded) is redacted", () => {
+    const redact = credentialRedactor("mongodb://app%2Buser:p%40ss%3Aw0rd@db1:27017/authlink");
+    const message = "Authentication failed for app+user with p@ss:w0rd (p%40ss%3Aw0rd) at db1:27017";
+    const redacted = redact(message);
+    for (const secret of ["p@ss:w0rd", "p%40ss%3Aw0rd", "app+user", "app%2Buser"]) assert.ok(!redacted.includes(secret), redacted);
+    assert.match(redacted, /db1:27017/);
+    assert.equal(credentialRedactor("mongodb://db1:27017/")(message), message, "nothing to redact without credentials");
   });
 });
