@@ -128,7 +128,9 @@ export function createApp(deps: AppDeps): App {
     trustedProxies: config.trustedProxies,
     protocolRefusals,
   });
-  const stopPurge = store.needsPurge ? startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger) : () => {};
+  // needsPurge may only become known once the store has reached its
+  // database (MongoDB reports TTL support then), so the loop asks each time.
+  const stopPurge = startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger);
   return {
     handler,
     links,

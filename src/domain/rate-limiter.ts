@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { settleBy } from "./abort.js";
 import type { OperationOptions, RateLimitStore } from "./store.js";
 import type { Clock } from "./clock.js";
 import { AuthlinkError } from "./errors.js";
@@ -9,8 +10,11 @@ import { AuthlinkError } from "./errors.js";
 // current one, and the previous one weighted by how much of it still falls
 // inside the sliding window). Hits in a window are unique slots 1..limit in
 // the store, so concurrent hits from any number of instances never exceed the
-// limit. Hits to one bucket from this process are queued, so they never race
-// each other for a slot. Bucket keys are hashed: no address is stored here.
+// limit. Hits to one bucket from this process are queued, so they do not
+// race each other for a slot (each lost race costs a round trip); a caller
+// whose call ends leaves the queue at once, and past MAX_QUEUED waiting hits a
+// bucket's newcomers do not queue (the store keeps the count exact anyway).
+// Bucket keys are hashed: no address is stored here.
 
 export interface RateRule {
   /** Hits allowed per window; 0 turns the rule off. */
@@ -34,10 +38,20 @@ export interface RateLimitSettings {
 /** Retry hints never promise less than this. */
 const MIN_RETRY_MS = 1_000;
 
+/** Most hits that wait for one bucket in this process. */
+const MAX_QUEUED = 64;
+
+interface BucketQueue {
+  /** Settles when every hit queued so far has finished or left. Never rejects. */
+  tail: Promise<void>;
+  /** Hits queued or running. */
+  length: number;
+}
+
 export class RateLimiter {
   readonly #store: RateLimitStore;
   readonly #clock: Clock;
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #queues = new Map<string, BucketQueue>();
 
   constructor(store: RateLimitStore, clock: Clock) {
     this.#store = store;
@@ -48,7 +62,7 @@ export class RateLimiter {
   async take(name: string, key: string, rule: RateRule, op: OperationOptions = {}): Promise<void> {
     if (rule.limit === 0) return;
     const bucket = `${name}:${createHash("sha256").update(key).digest("base64url").slice(0, 32)}`;
-    await this.#serialized(bucket, async () => {
+    await this.#serialized(bucket, op.signal, async () => {
       const now = this.#clock.now().getTime();
       const windowMs = rule.windowMs;
       const start = Math.floor(now / windowMs) * windowMs;
@@ -66,19 +80,32 @@ export class RateLimiter {
     });
   }
 
-  /** Runs `task` after every earlier task for the same bucket has finished. */
-  async #serialized<T>(bucket: string, task: () => Promise<T>): Promise<T> {
-    const before = this.#queues.get(bucket) ?? Promise.resolve();
-    const result = before.then(task, task);
-    const settled = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#queues.set(bucket, settled);
-    void settled.then(() => {
-      if (this.#queues.get(bucket) === settled) this.#queues.delete(bucket);
-    });
-    return result;
+  /**
+   * Runs `task` after every earlier task for the same bucket has finished;
+   * rejects with the signal's reason if it fires while waiting.
+   */
+  async #serialized<T>(bucket: string, signal: AbortSignal | undefined, task: () => Promise<T>): Promise<T> {
+    let queue = this.#queues.get(bucket);
+    if (!queue) {
+      queue = { tail: Promise.resolve(), length: 0 };
+      this.#queues.set(bucket, queue);
+    }
+    if (queue.length >= MAX_QUEUED) return task();
+    const before = queue.tail;
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    // The next one waits for this one and for all before it, even when this
+    // one leaves early.
+    queue.tail = before.then(() => mine);
+    queue.length += 1;
+    try {
+      await (signal ? settleBy(before, signal) : before);
+      return await task();
+    } finally {
+      done();
+      queue.length -= 1;
+      if (queue.length === 0 && this.#queues.get(bucket) === queue) this.#queues.delete(bucket);
+    }
   }
 }
 

@@ -9,6 +9,7 @@ import {
 } from "@connectrpc/connect";
 import type { CallBoundary, OpenCall } from "../call/call-boundary.js";
 import { REQUEST_ID_HEADER } from "../call/request-id.js";
+import { settleBy } from "../domain/abort.js";
 import { callKey, peerKey } from "./context-values.js";
 import { toConnectError } from "./error-details.js";
 import { classifyRequestError, type ProtocolRefusalKind } from "./protocol-errors.js";
@@ -104,7 +105,12 @@ export function createCallAdapter(boundary: CallBoundary, options: CallAdapterOp
     if (req.stream) req = { ...req, message: refusingUndecodable(req.message, req.method.input, onProtocolRefusal) } satisfies StreamRequest;
     let res;
     try {
-      res = await next(req);
+      // The answer goes out when the call's deadline (the client's, capped by
+      // the server's) passes, whatever the handler is still waiting for:
+      // connect-node would otherwise answer only once the handler returns.
+      // The handler runs on, and anything it still writes stays bounded by
+      // the store's own time limits.
+      res = await settleBy(next(req), open.call.signal);
     } catch (error) {
       throw fail(error);
     }

@@ -3,6 +3,7 @@ import {
   MongoClientClosedError,
   MongoNetworkError,
   MongoNotConnectedError,
+  MongoOperationTimeoutError,
   MongoServerClosedError,
   MongoServerError,
   MongoServerSelectionError,
@@ -70,6 +71,9 @@ export function isUnavailableError(error: unknown): boolean {
     error instanceof MongoTopologyClosedError ||
     error instanceof MongoServerClosedError ||
     error instanceof MongoClientClosedError ||
+    // No answer, or no free connection, in time.
+    error instanceof MongoOperationTimeoutError ||
+    (error as { name?: unknown } | null)?.name === "MongoWaitQueueTimeoutError" || // not exported by the driver
     (error instanceof MongoServerError && typeof error.code === "number" && UNAVAILABLE_CODES.has(error.code))
   );
 }

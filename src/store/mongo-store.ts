@@ -1,18 +1,21 @@
-import { MongoClient, type Collection, type Db } from "mongodb";
+import { MongoClient, type Abortable, type Collection, type CommandOperationOptions, type Db } from "mongodb";
 import type { AuditEvent } from "../domain/audit-event.js";
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { CompletedEmailChange, JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
 import { duplicateKeyIndexes, isDuplicateKeyError, isUnavailableError, translateErrors } from "./mongo-errors.js";
-import type {
-  AuditStore,
-  ClaimStore,
-  LinkStore,
-  OperationOptions,
-  RateLimitStore,
-  Store,
-  TombstoneStore,
-  UserStore,
+import { guardStore } from "./guarded-store.js";
+import { createStoreCircuit, describeCause } from "./store-circuit.js";
+import {
+  StoreUnavailableError,
+  type AuditStore,
+  type ClaimStore,
+  type LinkStore,
+  type OperationOptions,
+  type RateLimitStore,
+  type Store,
+  type TombstoneStore,
+  type UserStore,
 } from "../domain/store.js";
 
 // The MongoDB store (official driver). Collections:
@@ -42,11 +45,28 @@ export interface MongoStoreOptions {
   readonly uri: string;
   /** Database name; default: the one in the URI, else "authlink". */
   readonly database?: string | undefined;
-  /** How long to wait for a reachable server before answering UNAVAILABLE. */
+  /**
+   * The longest one operation may take (server selection, connecting, the
+   * answer) before it fails as UNAVAILABLE; also bounds each connection
+   * attempt at start-up.
+   */
   readonly timeoutMs: number;
   /** How long a socket may stay silent mid-operation before it counts as broken. */
   readonly socketTimeoutMs: number;
   readonly logger: Logger;
+  /** Start-up retries: the first pause (default 500 ms), doubled per failure up to the cap (default 10 s). */
+  readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
+}
+
+/** The MongoDB store, and when it first became usable. */
+export interface MongoStore extends Store {
+  /**
+   * Resolves once the first connection and the index set-up succeeded (until
+   * then every operation throws StoreUnavailableError); rejects if the store
+   * is closed first. Start-up does not wait for it: authlink serves (not
+   * ready, UNAVAILABLE) while the database is away.
+   */
+  readonly ready: Promise<void>;
 }
 
 interface UserDoc {
@@ -115,7 +135,16 @@ const NOT_IMPLEMENTED = 238;
 const INDEX_NOT_FOUND = 27;
 const NAMESPACE_NOT_FOUND = 26;
 
-export async function openMongoStore(options: MongoStoreOptions): Promise<Store> {
+/**
+ * The MongoDB store, at once: it connects and creates its indexes in the
+ * background, retrying with capped exponential backoff (each failure logged
+ * with host:port, never credentials) until the database answers. Operations
+ * pass a circuit (store-circuit.ts) that fails them at once until then, and
+ * again whenever the database goes away. Throws only for a connection string
+ * the driver cannot parse (a configuration error, which no retry would fix).
+ */
+export async function openMongoStore(options: MongoStoreOptions): Promise<MongoStore> {
+  const { logger } = options;
   const client = new MongoClient(options.uri, {
     appName: "authlink",
     serverSelectionTimeoutMS: options.timeoutMs,
@@ -123,15 +152,107 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<Store>
     socketTimeoutMS: options.socketTimeoutMs,
     ignoreUndefined: true,
   });
-  try {
-    await client.connect();
-    const db = client.db(options.database ?? databaseFromUri(options.uri) ?? "authlink");
-    const { ttl } = await ensureIndexes(db, options.logger);
-    return createMongoStore(client, db, ttl);
-  } catch (error) {
-    await client.close().catch(() => undefined);
-    throw error;
+  const name = options.database ?? databaseFromUri(options.uri) ?? "authlink";
+  const db = client.db(name);
+  const target = describeTarget(options.uri);
+  const redact = credentialRedactor(options.uri);
+  let ttl: boolean | undefined;
+  const inner = createMongoStore(client, db, () => ttl);
+  const circuit = createStoreCircuit({
+    ping: (signal) => inner.ping({ signal }),
+    operationTimeoutMs: options.timeoutMs,
+    logger,
+    target,
+    redact,
+  });
+
+  const closing = new AbortController();
+  const closedEarly = () => new StoreUnavailableError("the store was closed before it connected");
+  const initialMs = options.retry?.initialMs ?? 500;
+  const maxMs = options.retry?.maxMs ?? 10_000;
+  let ttlWarned = false;
+  const warnOnce = (message: string) => {
+    if (!ttlWarned) logger.warn(message);
+    ttlWarned = true;
+  };
+  const setUp = async (): Promise<void> => {
+    logger.info({ database: target, name }, "connecting to MongoDB");
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.connect();
+        ({ ttl } = await ensureIndexes(db, warnOnce));
+        break;
+      } catch (error) {
+        if (closing.signal.aborted) throw closedEarly();
+        const retryInMs = Math.min(maxMs, initialMs * 2 ** (attempt - 1));
+        const unreachable = isUnavailableError(error);
+        logger[unreachable ? "warn" : "error"](
+          { database: target, attempt, retryInMs, cause: redact(describeCause(error)) },
+          unreachable
+            ? "MongoDB is not reachable: not ready (calls answer UNAVAILABLE); retrying"
+            : "MongoDB set-up failed: not ready (calls answer UNAVAILABLE); retrying",
+        );
+        await pause(retryInMs, closing.signal);
+        if (closing.signal.aborted) throw closedEarly();
+      }
+    }
+    circuit.start();
+    logger.info({ database: target, name, purgeLoop: ttl === false }, "MongoDB connected and indexes ready");
+  };
+  const ready = setUp();
+  ready.catch(() => undefined); // nobody need wait for it
+
+  const guarded = guardStore(inner, circuit);
+  const closeGuarded = guarded.close;
+  return Object.assign(guarded, {
+    ready,
+    close: async () => {
+      closing.abort();
+      await closeGuarded();
+    },
+  });
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** The hosts of a connection string, for log lines: `host:port,host:port` (or the SRV name), never its credentials. */
+export function describeTarget(uri: string): string {
+  const match = /^(mongodb(?:\+srv)?):\/\/(?:[^@/?]*@)?([^/?]*)/.exec(uri);
+  return match ? `${match[1] === "mongodb+srv" ? "mongodb+srv://" : ""}${match[2]}` : "(unparsable connection string)";
+}
+
+/**
+ * Removes the connection string's user and password (as written and
+ * percent-decoded) from text about to be logged: a second line of defence,
+ * as driver messages name hosts, not credentials.
+ */
+export function credentialRedactor(uri: string): (text: string) => string {
+  const userInfo = /^mongodb(?:\+srv)?:\/\/([^@/?]*)@/.exec(uri)?.[1];
+  if (!userInfo) return (text) => text;
+  const secrets = new Set<string>();
+  for (const part of [userInfo, ...userInfo.split(":")]) {
+    if (part.length < 3) continue; // too short to search for without mangling the text
+    secrets.add(part);
+    try {
+      secrets.add(decodeURIComponent(part));
+    } catch {
+      // not valid percent-encoding: the raw form is enough
+    }
   }
+  const ordered = [...secrets].sort((a, b) => b.length - a.length);
+  return (text) => ordered.reduce((out, secret) => out.split(secret).join("[redacted]"), text);
 }
 
 /** The database named in the URI path, if any. */
@@ -140,14 +261,17 @@ export function databaseFromUri(uri: string): string | undefined {
   return name ? decodeURIComponent(name) : undefined;
 }
 
-/** Create collections' indexes (idempotent). Reports whether TTL indexes are supported. */
-async function ensureIndexes(db: Db, logger: Logger): Promise<{ ttl: boolean }> {
+/**
+ * Create collections' indexes (idempotent). Reports whether TTL indexes are
+ * supported; `warn` is told when they are not.
+ */
+async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{ ttl: boolean }> {
   await db.collection("users").createIndex({ email: 1 }, { unique: true, name: "email_unique" });
   const links = db.collection<LinkDoc>("link_tokens");
   await links.createIndex({ email: 1, type: 1 }, { name: "email_type" });
   await links.createIndex({ userId: 1, type: 1 }, { name: "user_type" });
   await backfillRetainUntil(links);
-  const ttl = await createTtlIndex(links, "retainUntil", logger);
+  const ttl = await createTtlIndex(links, "retainUntil", warn);
   // Before tombstones, link documents expired at expiresAt: that index would
   // delete expired links before PreviewLink could call them expired.
   await dropIndexIfPresent(links, "expiresAt_ttl");
@@ -192,31 +316,40 @@ async function dropIndexIfPresent(collection: Collection<LinkDoc>, name: string)
   }
 }
 
-/** Logs the fallback once per start-up: pass a logger only for the first collection. */
-async function createTtlIndex<T extends object>(collection: Collection<T>, field: string, logger: Logger | undefined): Promise<boolean> {
+/** Warns of the fallback: pass `warn` only for the first collection. */
+async function createTtlIndex<T extends object>(
+  collection: Collection<T>,
+  field: string,
+  warn: ((message: string) => void) | undefined,
+): Promise<boolean> {
   try {
     await collection.createIndex({ [field]: 1 }, { expireAfterSeconds: 0, name: `${field}_ttl` });
     return true;
   } catch (error) {
     if ((error as { code?: unknown }).code !== NOT_IMPLEMENTED) throw error;
     await collection.createIndex({ [field]: 1 }, { name: `${field}_purge` });
-    logger?.warn(
+    warn?.(
       "this MongoDB server does not support TTL indexes (it answered NotImplemented); expired documents are purged periodically instead",
     );
     return false;
   }
 }
 
-function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
+/** The store's operations; `ttl` says (once the indexes are set up) whether the server has TTL indexes. */
+function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | undefined): Store {
   const users = db.collection<UserDoc>("users");
   const links = db.collection<LinkDoc>("link_tokens");
   const tombstones = db.collection<TombstoneDoc>("link_tombstones");
   const claims = db.collection<ClaimDoc>("claims");
   const rateHits = db.collection<RateHitDoc>("rate_limits");
   const auditEvents = db.collection<AuditDoc>("audit_events");
-  // The driver can abort reads mid-flight; writes it cannot, so a write is
-  // simply not started once the call's signal has fired.
-  const read = (options?: OperationOptions) => (options?.signal ? { signal: options.signal } : {});
+  // Every driver operation gets the signal it is handed (guarded-store.ts
+  // decides what that is): server selection, the wait for a pooled
+  // connection and the wait for the answer all stop when it fires. The
+  // driver types declare `signal` for reads only; it honours it for writes
+  // too (a write already sent may still apply).
+  const abortable = (options?: OperationOptions): CommandOperationOptions & Abortable =>
+    options?.signal ? { signal: options.signal } : {};
   // findOneAndUpdate serves only updates where the last writer winning is
   // harmless (store.ts says why nothing else relies on it).
   const after = { returnDocument: "after" as const };
@@ -226,12 +359,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
   };
 
   const userStore: UserStore = {
-    findById: (id, options) => run(options, async () => toUser(await users.findOne({ _id: id }, read(options)))),
-    findByEmail: (email, options) => run(options, async () => toUser(await users.findOne({ email }, read(options)))),
+    findById: (id, options) => run(options, async () => toUser(await users.findOne({ _id: id }, abortable(options)))),
+    findByEmail: (email, options) => run(options, async () => toUser(await users.findOne({ email }, abortable(options)))),
     insert: (user, options) =>
       run(options, async () => {
         try {
-          await users.insertOne(fromUser(user));
+          await users.insertOne(fromUser(user), abortable(options));
           return "inserted";
         } catch (error) {
           if (isDuplicateKeyError(error)) return "email_taken";
@@ -245,21 +378,21 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         if (changes.userMetadata !== undefined) set.userMetadataJson = JSON.stringify(changes.userMetadata);
         if (changes.invitedAt !== undefined) set.invitedAt = changes.invitedAt;
         if (changes.emailChange !== undefined) set.emailChange = changes.emailChange;
-        return toUser(await users.findOneAndUpdate({ _id: id }, { $set: set }, after));
+        return toUser(await users.findOneAndUpdate({ _id: id }, { $set: set }, { ...after, ...abortable(options) }));
       }),
     confirmEmail: (id, at, options) =>
       run(options, async () => {
         const updated = await users.findOneAndUpdate(
           { _id: id, emailConfirmedAt: { $exists: false } },
           { $set: { emailConfirmedAt: at, updatedAt: at } },
-          after,
+          { ...after, ...abortable(options) },
         );
-        return toUser(updated ?? (await users.findOne({ _id: id }, read(options))));
+        return toUser(updated ?? (await users.findOne({ _id: id }, abortable(options))));
       }),
     completeEmailChange: (id, change, at, options) =>
       run(options, async () => {
         const pending = { _id: id, "emailChange.id": change.id, "emailChange.newEmail": change.newEmail };
-        const before = await users.findOne(pending, { ...read(options), projection: { _id: 1, email: 1 } });
+        const before = await users.findOne(pending, { ...abortable(options), projection: { _id: 1, email: 1 } });
         if (!before) return undefined;
         const completedEmailChange: CompletedEmailChange = { id: change.id, previousEmail: before.email };
         // The address is checked before the update, and again after a failed
@@ -267,7 +400,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         // unique-index conflict inside an update (MongoDB: 11000; FerretDB:
         // InternalError). The unique index is what guards the race.
         const takenByOther = async () => {
-          const holder = await users.findOne({ email: change.newEmail }, { ...read(options), projection: { _id: 1 } });
+          const holder = await users.findOne({ email: change.newEmail }, { ...abortable(options), projection: { _id: 1 } });
           return holder !== null && holder._id !== id;
         };
         if (await takenByOther()) return "email_taken";
@@ -275,7 +408,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
           const updated = await users.findOneAndUpdate(
             pending,
             { $set: { email: change.newEmail, emailConfirmedAt: at, updatedAt: at, completedEmailChange }, $unset: { emailChange: "" } },
-            after,
+            { ...after, ...abortable(options) },
           );
           return toUser(updated);
         } catch (error) {
@@ -288,6 +421,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         await users.updateOne(
           { _id: id, "emailChange.id": changeId },
           { $unset: { emailChange: "" }, $set: { updatedAt: at } },
+          abortable(options),
         );
       }),
   };
@@ -298,31 +432,31 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
   const linkStore: LinkStore = {
     insert: (records, options) =>
       run(options, async () => {
-        await links.insertMany(records.map(fromLink), { ordered: true });
+        await links.insertMany(records.map(fromLink), { ordered: true, ...abortable(options) });
       }),
     markIssued: (tokenHashes, options) =>
       run(options, async () => {
         // One update by _id per link, together: one round trip.
-        await Promise.all(tokenHashes.map((hash) => links.updateOne({ _id: hash }, { $unset: { pending: "" } })));
+        await Promise.all(tokenHashes.map((hash) => links.updateOne({ _id: hash }, { $unset: { pending: "" } }, abortable(options))));
       }),
     find: (tokenHash, now, options) =>
-      run(options, async () => toLink(stillRetained(await links.findOne({ _id: tokenHash }, read(options)), now) ?? null)),
+      run(options, async () => toLink(stillRetained(await links.findOne({ _id: tokenHash }, abortable(options)), now) ?? null)),
     findByUser: (userId, type, options) =>
       run(options, async () => {
-        const docs = await links.find(type === undefined ? { userId } : { userId, type }, read(options)).toArray();
+        const docs = await links.find(type === undefined ? { userId } : { userId, type }, abortable(options)).toArray();
         return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
     findLiveByEmail: (email, type, now, limit, options) =>
       run(options, async () => {
         if (limit <= 0) return []; // the driver reads limit(0) as "no limit"
         const docs = await links
-          .find({ email, type, expiresAt: { $gt: now }, pending: { $exists: false } }, read(options))
+          .find({ email, type, expiresAt: { $gt: now }, pending: { $exists: false } }, abortable(options))
           .limit(limit)
           .toArray();
         return docs.map((doc) => toLink(doc) as LinkRecord);
       }),
     delete: (tokenHash, options) =>
-      run(options, async () => (await links.deleteOne({ _id: tokenHash })).deletedCount === 1),
+      run(options, async () => (await links.deleteOne({ _id: tokenHash }, abortable(options))).deletedCount === 1),
   };
 
   const tombstoneStore: TombstoneStore = {
@@ -332,7 +466,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         try {
           // Unordered: every new hash is recorded even when another already
           // has its tombstone (which stays: the first writer wins).
-          await tombstones.insertMany(records.map(fromTombstone), { ordered: false });
+          await tombstones.insertMany(records.map(fromTombstone), { ordered: false, ...abortable(options) });
           return [...records];
         } catch (error) {
           if (records.length === 1 && isDuplicateKeyError(error)) return [];
@@ -342,14 +476,14 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         }
       }),
     find: (tokenHash, now, options) =>
-      run(options, async () => toTombstone(stillRetained(await tombstones.findOne({ _id: tokenHash }, read(options)), now))),
+      run(options, async () => toTombstone(stillRetained(await tombstones.findOne({ _id: tokenHash }, abortable(options)), now))),
   };
 
   const claimStore: ClaimStore = {
     claim: (key, expiresAt, options) =>
       run(options, async () => {
         try {
-          await claims.insertOne({ _id: key, expiresAt });
+          await claims.insertOne({ _id: key, expiresAt }, abortable(options));
           return true;
         } catch (error) {
           if (isDuplicateKeyError(error)) return false;
@@ -358,7 +492,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
       }),
     claimed: (keys, now, options) =>
       run(options, async () => {
-        const found = await Promise.all(keys.map((key) => claims.findOne({ _id: key }, read(options))));
+        const found = await Promise.all(keys.map((key) => claims.findOne({ _id: key }, abortable(options))));
         return new Set(found.filter((doc) => doc !== null && doc.expiresAt.getTime() > now.getTime()).map((doc) => doc!._id));
       }),
     hold: (key, holder, expiresAt, options) =>
@@ -367,24 +501,24 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         // document be purged in between, the key is free again: try again.
         for (;;) {
           try {
-            await claims.insertOne({ _id: key, expiresAt, holder });
+            await claims.insertOne({ _id: key, expiresAt, holder }, abortable(options));
             return holder;
           } catch (error) {
             if (!isDuplicateKeyError(error)) throw error;
           }
-          const held = await claims.findOne({ _id: key }, read(options));
+          const held = await claims.findOne({ _id: key }, abortable(options));
           if (held) return held.holder ?? "";
         }
       }),
     holderOf: (key, now, options) =>
       run(options, async () => {
-        const held = await claims.findOne({ _id: key }, read(options));
+        const held = await claims.findOne({ _id: key }, abortable(options));
         return held && held.expiresAt.getTime() > now.getTime() ? (held.holder ?? "") : undefined;
       }),
   };
 
   const highestSlot = async (bucket: string, window: Date, options?: OperationOptions) =>
-    (await rateHits.findOne({ bucket, window }, { ...read(options), sort: { slot: -1 }, projection: { slot: 1 } }))?.slot ?? 0;
+    (await rateHits.findOne({ bucket, window }, { ...abortable(options), sort: { slot: -1 }, projection: { slot: 1 } }))?.slot ?? 0;
   const rateLimitStore: RateLimitStore = {
     count: (bucket, windowStart, options) => run(options, () => highestSlot(bucket, windowStart, options)),
     hit: (bucket, windowStart, limit, expiresAt, options) =>
@@ -394,7 +528,10 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
         // ends after at most `limit` tries. Slots above `limit` are never taken.
         for (let slot = (await highestSlot(bucket, windowStart, options)) + 1; slot <= limit; slot++) {
           try {
-            await rateHits.insertOne({ _id: `${bucket}|${windowStart.getTime()}|${slot}`, bucket, window: windowStart, slot, expiresAt });
+            await rateHits.insertOne(
+              { _id: `${bucket}|${windowStart.getTime()}|${slot}`, bucket, window: windowStart, slot, expiresAt },
+              abortable(options),
+            );
             return true;
           } catch (error) {
             if (!isDuplicateKeyError(error)) throw error;
@@ -427,7 +564,9 @@ function createMongoStore(client: MongoClient, db: Db, ttl: boolean): Store {
     claims: claimStore,
     rateLimits: rateLimitStore,
     audit: auditStore,
-    needsPurge: !ttl,
+    get needsPurge() {
+      return ttl() === false;
+    },
     purgeExpired: (now) =>
       translateErrors(async () => {
         const expired = { expiresAt: { $lte: now } };

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import { RateLimiter, type RateRule } from "../../src/domain/rate-limiter.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
-import type { Store } from "../../src/domain/store.js";
+import type { RateLimitStore, Store } from "../../src/domain/store.js";
 import { ManualClock } from "../support/manual-clock.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
@@ -103,3 +103,53 @@ suite(
   () => openTestStore(database),
   async () => JSON.stringify(await database.client.db(database.name).collection("rate_limits").find().toArray()),
 );
+
+describe("the per-bucket queue", () => {
+  /** A rate-limit store whose hits hang until released. */
+  function hangingStore() {
+    const waiting: (() => void)[] = [];
+    let hits = 0;
+    const store: RateLimitStore = {
+      count: async () => 0,
+      hit: () =>
+        new Promise<boolean>((resolve) => {
+          hits += 1;
+          waiting.push(() => resolve(true));
+        }),
+    };
+    return { store, waiting, hits: () => hits };
+  }
+  const rule = { limit: 1_000, windowMs: MINUTE };
+
+  test("a hit waiting behind a slow one leaves as soon as its call ends, and the queue goes on", async () => {
+    const { store, waiting, hits } = hangingStore();
+    const limiter = new RateLimiter(store, new ManualClock("2030-01-01T00:00:00.000Z"));
+    const first = limiter.take("test", "k", rule);
+    await new Promise((resolve) => setImmediate(resolve));
+    const call = new AbortController();
+    const second = limiter.take("test", "k", rule, { signal: call.signal });
+    const third = limiter.take("test", "k", rule);
+    call.abort(new DOMException("the client's deadline passed", "TimeoutError"));
+    await assert.rejects(second, { name: "TimeoutError" });
+    assert.equal(hits(), 1, "only the first is at the store");
+    waiting.shift()?.();
+    await first;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(hits(), 2, "the third runs next; the second never reached the store");
+    waiting.shift()?.();
+    await third;
+  });
+
+  test("the queue is bounded: past its length, hits go to the store at once", async () => {
+    const { store, waiting, hits } = hangingStore();
+    const limiter = new RateLimiter(store, new ManualClock("2030-01-01T00:00:00.000Z"));
+    const takes = Array.from({ length: 100 }, () => limiter.take("test", "k", rule));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(hits(), 1 + (100 - 64), "one running, 63 waiting, the other 36 not queued");
+    while (hits() < 100 || waiting.length > 0) {
+      waiting.shift()?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(takes);
+  });
+});

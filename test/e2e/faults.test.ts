@@ -75,7 +75,10 @@ function faultSuite(mode: FaultMode): void {
     server = await startTestServer({
       database,
       databaseUri: viaProxy(database.uri, proxy),
-      dbTimeoutMs: 200,
+      // A cut is seen at once (the connection fails); the time limit only
+      // has to be above what a busy FerretDB takes for one command, or the
+      // store circuit would take slowness for a stall.
+      dbTimeoutMs: 3_000,
       // No background work on the database while commands are counted (the
       // purge loop); queued audit events of earlier calls are not counted.
       purgeIntervalMs: 3_600_000,
@@ -130,8 +133,13 @@ function faultSuite(mode: FaultMode): void {
     call: (state: S, requestId: string) => Promise<T>,
     check: (state: S, requestId: string, first: Outcome<T>, at: WireCommand | undefined) => Promise<void>,
   ): Promise<{ points: number; commands: string[] }> {
+    let redone = 0;
     for (let n = 1; ; n++) {
-      const state = await setup();
+      // The previous point's fault may have left the store circuit open for a
+      // moment: the set-up retries like any client until the database is back.
+      const ready = await retry(setup);
+      if (!ready.ok) throw ready.error;
+      const state = ready.value;
       const requestId = `fault-${mode}-${n}-${randomUUID()}`;
       proxy.arm({ at: n, mode, counts: commandsOf(requestId) });
       const first = await settle(call(state, requestId));
@@ -139,6 +147,15 @@ function faultSuite(mode: FaultMode): void {
       const commands = proxy.seen.map((c) => `${c.name} ${c.collection ?? ""}`.trim());
       await proxy.restore();
       proxy.watch();
+      if (!at && !first.ok && first.error.code === Code.Unavailable && redone < 3) {
+        // Not this point's fault: the previous point's cut can still fail an
+        // operation on a connection the driver had not yet discarded, which
+        // opens the store circuit for a moment. A client retries that (this
+        // suite's retries prove what it gets); here the point is run again.
+        redone++;
+        n--;
+        continue;
+      }
       if (at && !first.ok) {
         assert.equal(Code[first.error.code], Code[Code.Unavailable], `n=${n} (${commands.at(-1)}): ${first.error.message}`);
         assert.equal(reasonOf(first.error), "store_unavailable");
@@ -149,7 +166,7 @@ function faultSuite(mode: FaultMode): void {
         throw new Error(`${mode} at command ${n} (${at ? `${at.name} ${at.collection}` : "none"}), first answer ${first.ok ? "OK" : Code[first.error.code]}: ${(error as Error).message}`, { cause: error });
       }
       if (!at) {
-        assert.ok(first.ok, "the call succeeds when nothing fails");
+        assert.ok(first.ok, `the call succeeds when nothing fails: ${first.ok ? "" : first.error.message}`);
         return { points: n - 1, commands };
       }
     }

@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 import type { Db } from "mongodb";
-import { openMongoStore } from "../../src/store/mongo-store.js";
+import { credentialRedactor, describeTarget, openMongoStore } from "../../src/store/mongo-store.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
 import { openTestStore, testMongoUri, useTestDatabase, type TestDatabase } from "../support/mongo.js";
 import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js";
 import { newLink, newUser, runStoreContract } from "./store-contract.js";
+import { settleBy } from "../../src/domain/abort.js";
 import { tombstoneOf } from "../../src/domain/link.js";
 
 // The MongoDB store: the shared contract (each test on a database of its
@@ -117,6 +118,15 @@ async function notUnavailable(store: Store): Promise<string[]> {
 }
 
 const same = (actual: unknown, expected: unknown, message: string) => assert.deepStrictEqual(actual, expected, message);
+
+/** Polls `condition` until it holds, or fails after `timeoutMs`. */
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 describe("MongoDB store: on the server", () => {
   test("indexes exist after opening: unique email, link lookups, and expiry as the server supports it", async () => {
@@ -251,12 +261,70 @@ describe("MongoDB store: on the server", () => {
     }
   });
 
-  // A hang fails the test through its timeout; how fast is not asserted here.
-  test("an unreachable server fails start-up with an error, within its timeout", { timeout: 30_000 }, async () => {
-    await assert.rejects(
-      openMongoStore({ uri: "mongodb://127.0.0.1:1/", database: "x", timeoutMs: 300, socketTimeoutMs: 1_000, logger: createCapturedLogger().logger }),
-      (error: unknown) => error instanceof Error,
-    );
+  test("an unreachable server at start-up: the store opens at once, answers StoreUnavailableError, retries with capped backoff, and serves once the server answers", { timeout: 60_000 }, async () => {
+    const { host, port } = mongoHostPort(testMongoUri());
+    const proxy = await startTcpProxy(host, port);
+    const scratch = scratchDatabase();
+    const captured = createCapturedLogger();
+    try {
+      await proxy.cut(); // connections refused
+      const opening = performance.now();
+      const store = await openMongoStore({
+        uri: viaProxy(database.uri, proxy),
+        database: scratch.name,
+        timeoutMs: 300,
+        socketTimeoutMs: 1_000,
+        logger: captured.logger,
+        retry: { initialMs: 100, maxMs: 400 },
+      });
+      try {
+        assert.ok(performance.now() - opening < 1_000, "opening does not wait for the server");
+        const failing = performance.now();
+        same(await notUnavailable(store), [], "operations that answered something else before the first connection");
+        await assert.rejects(store.ping(), StoreUnavailableError);
+        assert.ok(performance.now() - failing < 1_000, "they fail at once, without waiting for the server");
+
+        const retries = () =>
+          captured.lines.map((line) => JSON.parse(line) as { msg: string; attempt?: number; retryInMs?: number; database?: string })
+            .filter((line) => line.msg.startsWith("MongoDB is not reachable"));
+        await until(() => retries().length >= 4, 20_000);
+        assert.deepEqual(retries().slice(0, 4).map((r) => [r.attempt, r.retryInMs]), [[1, 100], [2, 200], [3, 400], [4, 400]]);
+        assert.equal(retries()[0]?.database, `127.0.0.1:${proxy.port}`, "the log names the server it tries");
+
+        await proxy.restore();
+        await settleBy(store.ready, AbortSignal.timeout(15_000));
+        await store.ping();
+        const user = newUser();
+        assert.equal(await store.users.insert(user), "inserted");
+        const userIndexes = await indexes(database.client.db(scratch.name), "users");
+        assert.ok(userIndexes.some((i) => i.name === "email_unique" && i.unique), "the indexes were set up once it answered");
+        assert.ok(captured.lines.some((line) => line.includes("MongoDB connected and indexes ready")));
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await proxy.close();
+      await database.client.db(scratch.name).dropDatabase();
+    }
+  });
+
+  test("closed before it ever connected: ready rejects and the retries stop", async () => {
+    const captured = createCapturedLogger();
+    const store = await openMongoStore({
+      uri: "mongodb://127.0.0.1:1/",
+      database: "x",
+      timeoutMs: 200,
+      socketTimeoutMs: 1_000,
+      logger: captured.logger,
+      retry: { initialMs: 50, maxMs: 50 },
+    });
+    await until(() => captured.lines.some((line) => line.includes("not reachable")), 10_000);
+    await store.close();
+    await assert.rejects(store.ready, StoreUnavailableError);
+    const logged = captured.lines.length;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(captured.lines.length, logged, "no attempt after close");
+    same(await notUnavailable(store), [], "operations that answered something else after close");
   });
 
   test("a store whose client is closed answers StoreUnavailableError for every operation", async () => {
@@ -275,11 +343,12 @@ describe("MongoDB store: on the server", () => {
         await proxy.cut();
         const wrong = await notUnavailable(store);
         await proxy.restore();
-        // The driver reconnects on its own; each try is bounded by server selection.
+        // The circuit fails calls at once until a ping finds the server again.
         let found: string | undefined;
-        for (let attempt = 0; attempt < 20 && found === undefined; attempt++) {
+        await until(async () => {
           found = await store.users.findById(user.id).then((u) => u?.id, () => undefined);
-        }
+          return found !== undefined;
+        }, 15_000);
         assert.equal(found, user.id, "answers again once the server is back");
         same(wrong, [], "operations that answered something else while the server was down");
       });
@@ -288,21 +357,42 @@ describe("MongoDB store: on the server", () => {
     }
   });
 
-  test("a server that stops answering mid-operation answers StoreUnavailableError after the socket timeout", { timeout: 30_000 }, async () => {
+  test("a server that stops answering: operations in flight fail within 1.5 probe timeouts, later ones at once, and it serves again once it answers", { timeout: 60_000 }, async () => {
     const { host, port } = mongoHostPort(testMongoUri());
     const proxy = await startTcpProxy(host, port);
     try {
+      // Neither the socket timeout (30 s) nor the operation time limit (4 s)
+      // may be what ends these: the circuit's ping (probe timeout 1 s) is.
       const store = await openMongoStore({
         uri: viaProxy(database.uri, proxy),
         database: database.name,
-        timeoutMs: 500,
-        socketTimeoutMs: 500,
+        timeoutMs: 4_000,
+        socketTimeoutMs: 30_000,
         logger: createCapturedLogger().logger,
       });
       try {
+        await store.ready;
         await store.users.findById("warm-up");
         proxy.stall();
+        const stalled = performance.now();
+        const inFlight = await Promise.all(
+          [store.users.findById(randomUUID()), store.users.insert(newUser()), store.links.delete("h")].map((p) =>
+            p.then(
+              () => "resolved",
+              (error: unknown) => (error instanceof StoreUnavailableError ? "unavailable" : String(error)),
+            ),
+          ),
+        );
+        const detectedMs = performance.now() - stalled;
+        assert.deepEqual(inFlight, ["unavailable", "unavailable", "unavailable"]);
+        assert.ok(detectedMs < 2_500, `detected after ${Math.round(detectedMs)} ms (bound 1.5 s plus slack)`);
+
+        const later = performance.now();
         await assert.rejects(store.users.findById(randomUUID()), StoreUnavailableError);
+        assert.ok(performance.now() - later < 200, "while down, operations fail at once");
+
+        proxy.unstall();
+        await until(() => store.users.findById("back").then(() => true, () => false), 15_000);
       } finally {
         proxy.unstall();
         await store.close();
@@ -310,5 +400,22 @@ describe("MongoDB store: on the server", () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe("MongoDB store: the connection string in log lines", () => {
+  test("hosts are named, credentials never", () => {
+    assert.equal(describeTarget("mongodb://app:s3cret@db1:27017,db2:27018/authlink?replicaSet=rs0"), "db1:27017,db2:27018");
+    assert.equal(describeTarget("mongodb+srv://app:s3cret@cluster0.example.net/?retryWrites=true"), "mongodb+srv://cluster0.example.net");
+    assert.equal(describeTarget("mongodb://127.0.0.1:27017"), "127.0.0.1:27017");
+  });
+
+  test("a message that echoed the user or password (as written or percent-decoded) is redacted", () => {
+    const redact = credentialRedactor("mongodb://app%2Buser:p%40ss%3Aw0rd@db1:27017/authlink");
+    const message = "Authentication failed for app+user with p@ss:w0rd (p%40ss%3Aw0rd) at db1:27017";
+    const redacted = redact(message);
+    for (const secret of ["p@ss:w0rd", "p%40ss%3Aw0rd", "app+user", "app%2Buser"]) assert.ok(!redacted.includes(secret), redacted);
+    assert.match(redacted, /db1:27017/);
+    assert.equal(credentialRedactor("mongodb://db1:27017/")(message), message, "nothing to redact without credentials");
   });
 });

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { after } from "node:test";
 import { MongoClient } from "mongodb";
-import { openMongoStore } from "../../src/store/mongo-store.js";
+import { settleBy } from "../../src/domain/abort.js";
+import { openMongoStore, type MongoStore } from "../../src/store/mongo-store.js";
 import type { Logger } from "../../src/log/logger.js";
-import type { Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "./captured-logger.js";
 
 // Each test file gets its own database on the suite's MongoDB and drops it
@@ -44,16 +44,28 @@ export async function useTestDatabase(label: string): Promise<TestDatabase> {
   return { uri, name, client };
 }
 
-/** authlink's MongoDB store on a test database (optionally through another URI, e.g. a proxy). */
-export function openTestStore(
+/**
+ * authlink's MongoDB store on a test database (optionally through another
+ * URI, e.g. a proxy), once it has connected and set up its indexes (the
+ * store itself opens at once and connects in the background).
+ */
+export async function openTestStore(
   database: TestDatabase,
   options: { readonly uri?: string; readonly timeoutMs?: number; readonly logger?: Logger } = {},
-): Promise<Store> {
-  return openMongoStore({
+): Promise<MongoStore> {
+  const store = await openMongoStore({
     uri: options.uri ?? database.uri,
     database: database.name,
     timeoutMs: options.timeoutMs ?? 5_000,
     socketTimeoutMs: 30_000,
     logger: options.logger ?? createCapturedLogger().logger,
   });
+  const giveUp = AbortSignal.timeout(30_000);
+  try {
+    await settleBy(store.ready, giveUp);
+  } catch (error) {
+    await store.close();
+    throw new Error("the test store did not connect within 30 s", { cause: error });
+  }
+  return store;
 }

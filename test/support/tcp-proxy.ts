@@ -16,12 +16,20 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+export interface TcpProxyOptions {
+  /** Sees every chunk a client sends, with an id per connection (e.g. to count wire messages). */
+  readonly onClientData?: (connection: number, chunk: Buffer) => void;
+}
+
+export async function startTcpProxy(targetHost: string, targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
   const stalled = new Set<() => void>();
   let stalling = false;
+  let connections = 0;
 
   const server = net.createServer((client) => {
+    const connection = ++connections;
+    if (options.onClientData) client.on("data", (chunk: Buffer) => options.onClientData?.(connection, chunk));
     const upstream = net.connect(targetPort, targetHost);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
