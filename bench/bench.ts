@@ -25,7 +25,7 @@ const cores = availableParallelism();
 
 const settings = smoke
   ? { rounds: 2, latencyRounds: 1, warmup: "250ms", duration: "1s", c1Duration: "1s", pacedDuration: "1s", ferretRounds: 1, memoryLinks: 3_000, sizes: [1_000, 5_000], sizeRounds: 1, waitForSweep: false }
-  : { rounds: 3, latencyRounds: 3, warmup: "1s", duration: "4s", c1Duration: "2s", pacedDuration: "3s", ferretRounds: 3, memoryLinks: 50_000, sizes: [1_000, 10_000, 100_000], sizeRounds: 2, waitForSweep: true };
+  : { rounds: 3, latencyRounds: 3, warmup: "1s", duration: "4s", c1Duration: "2s", pacedDuration: "3s", ferretRounds: 3, memoryLinks: 20_000, sizes: [1_000, 10_000, 100_000], sizeRounds: 2, waitForSweep: true };
 
 const serviceKey = randomBytes(36).toString("base64url");
 const otpSecret = randomBytes(36).toString("base64url");
@@ -58,8 +58,8 @@ const RATE_LIMITS = [
 function rateLimitEnv(on: boolean): Record<string, string> {
   if (!on) return Object.fromEntries(RATE_LIMITS.map((name) => [name, "off"]));
   return {
-    AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER: "1000000/1s",
-    AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "1000000/1s",
+    AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER: "1000000/1m",
+    AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "1000000/1m",
   };
 }
 
