@@ -49,6 +49,7 @@ type options struct {
 	warmup, duration                  time.Duration
 	expiresIn                         int
 	serverPid                         int
+	maxDuration                       time.Duration
 }
 
 // client makes one call of each kind; implementations are safe for concurrent use.
@@ -72,6 +73,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time")
 	flag.IntVar(&o.expiresIn, "expires-in", 0, "expires_in seconds on GenerateLink (0: the server's default)")
 	flag.IntVar(&o.serverPid, "server-pid", 0, "report this process's CPU time over the measured window")
+	flag.DurationVar(&o.maxDuration, "max-duration", 0, "fill: stop after this long even if fewer than n links are made (0: no limit)")
 	flag.Parse()
 	if o.prefix == "" {
 		o.prefix = "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -344,6 +346,7 @@ func fill(c client, o options) result {
 	ctx := context.Background()
 	rec := &recorder{}
 	win := startWindow(o.serverPid)
+	deadline := time.Now().Add(o.maxDuration)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < o.concurrency; w++ {
@@ -352,6 +355,9 @@ func fill(c client, o options) result {
 			defer wg.Done()
 			for next.Add(1) <= int64(o.n) {
 				started := time.Now()
+				if o.maxDuration > 0 && started.After(deadline) {
+					return
+				}
 				if _, err := c.generate(ctx, o.nextEmail(), worker); err != nil {
 					rec.fail(err)
 				} else {
