@@ -200,5 +200,4 @@ describe("the grpc-js listener over TLS: the same certificate, the same identiti
     });
     assert.equal(verified.user?.id, generated.user?.id);
   });
-
 });
