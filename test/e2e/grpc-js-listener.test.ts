@@ -33,6 +33,13 @@ async function failed(call: Promise<GrpcJsMessage>): Promise<grpc.ServiceError> 
   );
 }
 
+/** A grpc-js client of a listener, closed when the file's tests are done. */
+const clientOf = (listener: GrpcListener, key?: string) => {
+  const client = grpcJsClient(grpcAddressOf(server, listener), { key });
+  after(() => client.close());
+  return client;
+};
+
 const wire = (error: grpc.ServiceError) => ({
   code: error.code,
   message: error.details,
@@ -101,20 +108,22 @@ describe("audit, logs and metrics", () => {
 
 describe("the same answers on both listeners", () => {
   const cases: [string, (listener: GrpcListener) => Promise<GrpcJsMessage>][] = [
-    ["an unknown token", (l) => grpcJsClient(grpcAddressOf(server, l)).verifyLink({ type: "LINK_TYPE_MAGICLINK", token: "A".repeat(43) })],
+    ["an unknown token", (l) => clientOf(l).verifyLink({ type: "LINK_TYPE_MAGICLINK", token: "A".repeat(43) })],
     [
       "several bad fields at once (BadRequest)",
       (l) =>
-        grpcJsClient(grpcAddressOf(server, l), { key: server.serviceKey }).generateLink({
+        clientOf(l, server.serviceKey).generateLink({
           type: "LINK_TYPE_INVITE",
           email: "not an email",
           password: "x",
           new_email: "y@example.com",
         }),
     ],
-    ["no credential", (l) => grpcJsClient(grpcAddressOf(server, l)).generateLink({ type: "LINK_TYPE_MAGICLINK", email: "a@example.com" })],
-    ["a wrong key", (l) => grpcJsClient(grpcAddressOf(server, l), { key: "k".repeat(48) }).generateLink({ type: "LINK_TYPE_MAGICLINK", email: "a@example.com" })],
-    ["a user that does not exist", (l) => grpcJsClient(grpcAddressOf(server, l), { key: server.serviceKey }).generateLink({ type: "LINK_TYPE_RECOVERY", email: "ghost@example.com" })],
+    ["no credential", (l) => clientOf(l).generateLink({ type: "LINK_TYPE_MAGICLINK", email: "a@example.com" })],
+    ["a wrong key", (l) => clientOf(l, "k".repeat(48)).generateLink({ type: "LINK_TYPE_MAGICLINK", email: "a@example.com" })],
+    ["a message over AUTHLINK_MAX_REQUEST_BYTES", (l) => clientOf(l).previewLink({ type: "LINK_TYPE_MAGICLINK", token: "x".repeat(70_000) })],
+    ["a string that is not UTF-8 (a lone surrogate)", (l) => clientOf(l).verifyLink({ type: "LINK_TYPE_MAGICLINK", token: "a\ud800b" })],
+    ["a user that does not exist", (l) => clientOf(l, server.serviceKey).generateLink({ type: "LINK_TYPE_RECOVERY", email: "ghost@example.com" })],
   ];
   for (const [name, call] of cases) {
     test(`${name}: status, message and grpc-status-details-bin are identical`, async () => {
