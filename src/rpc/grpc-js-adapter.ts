@@ -189,10 +189,9 @@ export function createGrpcJsRoutes(
                   byMetadata.set(metadata, state);
                   passOn(metadata);
                 },
-                (error: unknown) => {
+                () => {
                   // The boundary itself failed (it does not, short of a bug): no details to leak.
                   answer(new ConnectError("internal error", Code.Internal, { [REQUEST_ID_HEADER]: state.requestId }));
-                  void error;
                 },
               );
           },
