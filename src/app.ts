@@ -1,3 +1,5 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { createServiceImplSpec, type ConnectRouter, type ServiceImpl, type ServiceImplSpec } from "@connectrpc/connect";
 import { AdminAuthService, file_authlink_v1_admin_auth_service } from "../gen/authlink/v1/admin_auth_service_pb.js";
 import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -25,6 +27,7 @@ import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
+import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
 import { startPurgeLoop } from "./store/purge-loop.js";
@@ -50,6 +53,8 @@ export interface AppDeps {
 
 export interface App {
   readonly handler: RequestHandler;
+  /** The same services for a grpc-js server (the AUTHLINK_GRPC_ADDR listener). */
+  readonly grpcJs: GrpcJsRoutes;
   readonly links: LinkService;
   /** Whether the app can serve; turned false first during a graceful shutdown. */
   readonly readiness: Readiness;
@@ -104,20 +109,26 @@ export function createApp(deps: AppDeps): App {
   });
   const protocolRefusals = createProtocolRefusals({ logger, count: metrics && ((kind) => metrics.protocolRefusal(kind)) });
   const adapter = createCallAdapter(boundary, { onProtocolRefusal: (kind) => protocolRefusals.refused(kind) });
+  // The services, mounted on connect-node's router and, when AUTHLINK_GRPC_ADDR
+  // is set, on a grpc-js server too: the same implementations behind the same boundary.
+  const services: ServiceImplSpec[] = [];
+  const mounts: ((router: ConnectRouter) => void)[] = [];
+  const serve = <T extends DescService>(desc: T, impl: ServiceImpl<T>) => {
+    services.push(createServiceImplSpec(desc, impl));
+    mounts.push((router) => router.service(desc, impl, adapter));
+  };
+  serve(AdminAuthService, createAdminAuthService(links));
+  serve(Health, createHealthService({ readiness, services: [AdminAuthService.typeName] }));
+  if (config.reflection) {
+    const reflection = createServerReflection({
+      files: [file_authlink_v1_admin_auth_service, file_health_v1_health],
+      serviceNames: () => services.map((spec) => spec.service.typeName),
+    });
+    serve(reflectionV1.ServerReflection, reflection.v1);
+    serve(reflectionV1alpha.ServerReflection, reflection.v1alpha);
+  }
   const handler = createHttpHandler({
-    routes: (router) => {
-      router.service(AdminAuthService, createAdminAuthService(links), adapter);
-      const health = createHealthService({ readiness, services: [AdminAuthService.typeName] });
-      router.service(Health, health, adapter);
-      if (config.reflection) {
-        const reflection = createServerReflection({
-          files: [file_authlink_v1_admin_auth_service, file_health_v1_health],
-          serviceNames: () => router.handlers.map((h) => h.service.typeName),
-        });
-        router.service(reflectionV1.ServerReflection, reflection.v1, adapter);
-        router.service(reflectionV1alpha.ServerReflection, reflection.v1alpha, adapter);
-      }
-    },
+    routes: (router) => mounts.forEach((mount) => mount(router)),
     plainHandlers: [
       createHealthHttpHandler(readiness),
       createJwksHandler(assertions, { basePath: config.links.publicUrl.pathname }),
@@ -133,6 +144,10 @@ export function createApp(deps: AppDeps): App {
   const stopPurge = startPurgeLoop(store, clock, deps.purgeIntervalMs ?? 60_000, logger);
   return {
     handler,
+    grpcJs: createGrpcJsRoutes(services, boundary, {
+      trustedProxies: config.trustedProxies,
+      onProtocolRefusal: (kind) => protocolRefusals.refused(kind),
+    }),
     links,
     readiness,
     async close() {

@@ -4,6 +4,7 @@ import { systemClock, type Clock } from "./domain/clock.js";
 import type { Logger } from "./log/logger.js";
 import { createMetrics, type Metrics } from "./ops/metrics.js";
 import { startMetricsServer, type RunningMetricsServer } from "./ops/metrics-server.js";
+import { startGrpcJsServer, type RunningGrpcJsServer } from "./server/grpc-js-server.js";
 import { startHttpServer, type RequestHandler, type RunningHttpServer } from "./server/http-server.js";
 import { openStore } from "./store/open-store.js";
 import type { Store } from "./domain/store.js";
@@ -28,6 +29,8 @@ export interface RunningAuthlink {
   readonly store: Store;
   /** http://host:port of the metrics listener, when it runs. */
   readonly metricsUrl: string | undefined;
+  /** host:port of the grpc-js listener (AUTHLINK_GRPC_ADDR), when it runs. */
+  readonly grpcAddress: string | undefined;
   /** Graceful: stop accepting, finish in-flight calls, close the store. */
   close(): Promise<void>;
 }
@@ -40,6 +43,7 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
   let app: App | undefined;
   let metricsServer: RunningMetricsServer | undefined;
   let server: RunningHttpServer | undefined;
+  let grpcServer: RunningGrpcJsServer | undefined;
   try {
     if (metrics && config.metricsListen) metricsServer = await startMetricsServer(metrics, config.metricsListen);
     // Bound first, so that links can name a port picked by the system; the
@@ -62,17 +66,26 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
       metrics,
     });
     handler = app.handler;
-    const [running, listening] = [app, server];
+    if (config.grpcListen) {
+      grpcServer = await startGrpcJsServer(app.grpcJs, {
+        ...config.grpcListen,
+        tls: config.tls,
+        connections: config.connections,
+        maxRequestBytes: config.maxRequestBytes,
+      });
+    }
+    const [running, listening, grpcListening] = [app, server, grpcServer];
     return {
       url: server.url,
       port: server.port,
       store,
       metricsUrl: metricsServer?.url,
+      grpcAddress: grpcServer?.address,
       async close() {
         // Not ready first, so load balancers stop sending new calls while
         // the ones in flight finish.
         running.readiness.markShuttingDown();
-        await listening.close(config.shutdownTimeoutMs);
+        await Promise.all([listening.close(config.shutdownTimeoutMs), grpcListening?.close(config.shutdownTimeoutMs)]);
         await running.close();
         await metricsServer?.close();
         if (ownsStore) await store.close();
@@ -80,6 +93,7 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
     };
   } catch (error) {
     await server?.close(0);
+    await grpcServer?.close(0);
     await app?.close();
     await metricsServer?.close();
     if (ownsStore) await store.close();

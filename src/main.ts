@@ -27,6 +27,7 @@ async function main(): Promise<void> {
       tls: config.tls ? (config.tls.clientCa ? "mtls" : "tls") : "off",
       publicUrl: config.links.publicUrl.href,
       metrics: running.metricsUrl,
+      grpcJs: running.grpcAddress,
     },
     "authlink listening",
   );

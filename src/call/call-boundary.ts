@@ -13,7 +13,8 @@ import { requestIdFrom } from "./request-id.js";
 import { STATUS_CODES } from "./status-codes.js";
 
 // The call boundary: the one place every call passes, whatever the transport
-// (connect-node's three protocols today, a grpc-js server tomorrow) and
+// (connect-node's three protocols, rpc/call-adapter.ts; the grpc-js listener,
+// rpc/grpc-js-adapter.ts) and
 // whatever its shape (unary or streaming). A thin adapter per transport hands
 // in what the transport knows (TransportFacts) and gets back an OpenCall:
 //

@@ -85,6 +85,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** Where GET /metrics is served; undefined: metrics off. */
   readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
+  /** A second listener, gRPC only, served by @grpc/grpc-js; undefined: off. */
+  readonly grpcListen: { readonly host: string; readonly port: number } | undefined;
   /** Per-connection deadlines, connection caps and HTTP/2 limits on the public port. */
   readonly connections: ConnectionSettings;
 }
@@ -138,6 +140,7 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_AUDIT_COALESCE_WINDOW",
   "AUTHLINK_REFLECTION",
   "AUTHLINK_METRICS_ADDR",
+  "AUTHLINK_GRPC_ADDR",
   "AUTHLINK_ACTION_LINK_TEMPLATE",
   "AUTHLINK_PAGE_TITLE",
   "AUTHLINK_SIGNING_KEYS",
@@ -411,6 +414,15 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     problem("AUTHLINK_METRICS_ADDR", "must differ from AUTHLINK_ADDR (metrics stay off the public port)");
   }
 
+  const grpcAddr = raw("AUTHLINK_GRPC_ADDR");
+  const grpcListen = grpcAddr === undefined ? undefined : parseListenAddress(grpcAddr);
+  if (grpcAddr !== undefined && !grpcListen) {
+    problem("AUTHLINK_GRPC_ADDR", "must be host:port, e.g. 127.0.0.1:9090");
+  } else if (grpcListen && grpcListen.port !== 0) {
+    if (listen && grpcListen.port === listen.port) problem("AUTHLINK_GRPC_ADDR", "must differ from AUTHLINK_ADDR (it is a second listener)");
+    if (metricsListen && grpcListen.port === metricsListen.port) problem("AUTHLINK_GRPC_ADDR", "must differ from AUTHLINK_METRICS_ADDR");
+  }
+
   // Connections on the public port (see src/server/connection-guard.ts).
   const connectionDefaults = DEFAULT_CONNECTION_SETTINGS;
   const connections: ConnectionSettings = {
@@ -452,6 +464,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     assertions: { keys: signingKeys, generated: signingKeysGenerated, audience, ttlMs: assertionTtlMs },
     corsOrigins,
     metricsListen,
+    grpcListen,
     connections,
     publicUrlFollowsListen: raw("AUTHLINK_PUBLIC_URL") === undefined,
   });

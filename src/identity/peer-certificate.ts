@@ -77,3 +77,16 @@ export function parseSubjectAltNames(text: string): { kind: string; value: strin
   }
   return entries;
 }
+
+/**
+ * A certificate the TLS layer has already verified (grpc-js hands out only
+ * those: `call.getAuthContext().sslPeerCertificate` is set for an authorized
+ * connection and absent otherwise, so an unverified one reads as none).
+ */
+export function verifiedPeerCertificate(
+  cert: { readonly subjectaltname?: string | undefined; readonly subject?: { readonly CN?: string | string[] } | undefined } | undefined,
+): PeerCertificate {
+  if (!cert) return NOT_PRESENTED;
+  const { identity, problem } = certificateIdentity(cert.subjectaltname, cert.subject?.CN);
+  return { presented: true, verified: true, verifyError: undefined, identity, identityProblem: problem };
+}

@@ -11,10 +11,11 @@ import {
   verifyLinkResponse,
 } from "./messages.js";
 
-// The AdminAuthService handlers for connect-node. They only translate: the
+// The AdminAuthService handlers, for connect-node's router and the grpc-js
+// listener alike (app.ts mounts the same object on both). They only translate: the
 // wire request to a domain input, the domain result to the wire response.
 // Who may call, the deadline and the error mapping are the call boundary's
-// (rpc/call-adapter.ts).
+// (rpc/call-adapter.ts, rpc/grpc-js-adapter.ts).
 
 export function createAdminAuthService(links: LinkService): ServiceImpl<typeof AdminAuthService> {
   return {

@@ -126,12 +126,13 @@ export function createCallAdapter(boundary: CallBoundary, options: CallAdapterOp
 }
 
 /**
- * Ends the call with `error` and returns what to answer with: a status a
+ * Ends the call with `error` and returns what to answer with (a ConnectError,
+ * whatever the transport; the grpc-js adapter uses it too): a status a
  * handler chose on purpose passes through; anything else is classified by
  * the boundary. Before any response header went out, the error carries the
  * request id itself.
  */
-function failure(open: OpenCall, error: unknown, headersSent = false): unknown {
+export function failure(open: OpenCall, error: unknown, headersSent = false): unknown {
   const requestIdHeader = headersSent ? undefined : { [REQUEST_ID_HEADER]: open.call.requestId };
   if (isDeliberateStatus(error)) {
     open.endWithStatus(Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()); // NotFound → NOT_FOUND

@@ -4,7 +4,8 @@ import type { PeerCertificate } from "../identity/peer-certificate.js";
 
 // Per-call values for connect-node: the peer, seeded from the raw HTTP
 // request (server/http-handler.ts), and the Call, set by the call adapter
-// (call-adapter.ts) before any handler runs. Neither default is ever written to, so no state
+// (call-adapter.ts; on the grpc-js listener grpc-js-adapter.ts) before any handler
+// runs. Neither default is ever written to, so no state
 // is shared between calls.
 
 /** What the connection tells about the peer. */

@@ -88,3 +88,36 @@ function jsonFieldOf(error: ConnectError, input: DescMessage | undefined): strin
   }
   return undefined;
 }
+
+/**
+ * A status grpc-js answered by itself while it read a request (the
+ * grpc-js listener's counterpart of classifyRequestError): its size limit,
+ * a message the deserializer refused (protobuf-es, the same as connect-node's),
+ * broken framing, a compression it does not know, a malformed grpc-timeout.
+ * Undefined for anything else (deadlines included: the call boundary
+ * classifies those).
+ */
+export function classifyGrpcJsStatus(code: number, details: string): ProtocolRefusal | undefined {
+  const cause = new Error(details);
+  switch (code) {
+    case Code.ResourceExhausted:
+      return /^Received message/.test(details)
+        ? { kind: "oversize", answer: new AuthlinkError("request_too_large", { cause }) }
+        : undefined;
+    case Code.Internal:
+      if (/grpc-timeout/.test(details)) {
+        return { kind: "bad_header", answer: new AuthlinkError("validation_failed", { message: "a request header is invalid", cause }) };
+      }
+      if (/deserializ/i.test(details)) return { kind: "undecodable", answer: undecodable(cause) };
+      if (/decompress/i.test(details)) return { kind: "undecodable", answer: undecodable(cause) };
+      return undefined;
+    case Code.Unimplemented:
+      if (/unsupported encoding/.test(details)) {
+        return { kind: "compression_not_supported", answer: new AuthlinkError("compression_not_supported", { cause }) };
+      }
+      // A unary or server-streaming call with no request message or a second one.
+      if (/request message/.test(details)) return { kind: "bad_envelope", answer: undecodable(cause) };
+      return undefined;
+  }
+  return undefined;
+}

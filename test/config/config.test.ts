@@ -204,6 +204,16 @@ describe("the link a person clicks: template, page, CORS, metrics, reflection", 
     assert.equal(loadConfig({}).metricsListen, undefined);
   });
 
+  test("AUTHLINK_GRPC_ADDR: off by default; host:port on a port of its own (0 picks one)", () => {
+    assert.equal(loadConfig({}).grpcListen, undefined);
+    assert.deepEqual(loadConfig({ AUTHLINK_GRPC_ADDR: "0.0.0.0:9090" }).grpcListen, { host: "0.0.0.0", port: 9090 });
+    assert.deepEqual(loadConfig({ AUTHLINK_GRPC_ADDR: "[::]:9090" }).grpcListen, { host: "::", port: 9090 });
+    assert.deepEqual(loadConfig({ AUTHLINK_ADDR: "127.0.0.1:0", AUTHLINK_GRPC_ADDR: "127.0.0.1:0" }).grpcListen, { host: "127.0.0.1", port: 0 });
+    assert.equal(named({ AUTHLINK_GRPC_ADDR: "9090" }, "AUTHLINK_GRPC_ADDR").length, 1);
+    assert.equal(named({ AUTHLINK_ADDR: "127.0.0.1:8080", AUTHLINK_GRPC_ADDR: "127.0.0.1:8080" }, "AUTHLINK_GRPC_ADDR").length, 1);
+    assert.equal(named({ AUTHLINK_METRICS_ADDR: "127.0.0.1:9464", AUTHLINK_GRPC_ADDR: "127.0.0.1:9464" }, "AUTHLINK_GRPC_ADDR").length, 1);
+  });
+
   test("the default public URL follows AUTHLINK_ADDR; a public listen address needs AUTHLINK_PUBLIC_URL", () => {
     assert.equal(loadConfig({ AUTHLINK_ADDR: "127.0.0.1:9000" }).links.publicUrl.href, "http://127.0.0.1:9000/");
     assert.equal(loadConfig({ AUTHLINK_ADDR: "0.0.0.0:9000" }).links.publicUrl.href, "http://127.0.0.1:9000/");

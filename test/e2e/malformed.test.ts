@@ -8,7 +8,7 @@ import { grpcFrame } from "../support/grpc-flood.js";
 import { rawRequest } from "../support/http.js";
 import { rawHttp2, reasonInStatusDetails } from "../support/http2.js";
 import { useTestDatabase } from "../support/mongo.js";
-import { startTestServer, type TestServer } from "../support/test-server.js";
+import { GRPC_JS_LISTENER, GRPC_LISTENERS, grpcAddressOf, grpcUrlOf, startTestServer, type GrpcListener, type TestServer } from "../support/test-server.js";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 
 // Requests that cannot be read, through real sockets on every protocol:
@@ -21,7 +21,7 @@ import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 
 const database = await useTestDatabase("malformed");
 let server: TestServer;
-let grpcJs: { admin: GrpcJsAdminClient; anyone: GrpcJsAdminClient };
+const grpcJsClients = new Map<GrpcListener, { admin: GrpcJsAdminClient; anyone: GrpcJsAdminClient }>();
 
 const MAX_REQUEST_BYTES = 65_536;
 
@@ -29,6 +29,7 @@ before(async () => {
   server = await startTestServer({
     database,
     env: {
+      ...GRPC_JS_LISTENER,
       AUTHLINK_METRICS_ADDR: "127.0.0.1:0",
       AUTHLINK_MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
       // The fuzz calls from one address: no per-address limit in its way.
@@ -38,14 +39,19 @@ before(async () => {
       AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL: "off",
     },
   });
-  const address = new URL(server.url).host;
-  grpcJs = { admin: grpcJsClient(address, { key: server.serviceKey }), anyone: grpcJsClient(address) };
+  for (const listener of GRPC_LISTENERS) {
+    const address = grpcAddressOf(server, listener);
+    grpcJsClients.set(listener, { admin: grpcJsClient(address, { key: server.serviceKey }), anyone: grpcJsClient(address) });
+  }
 });
 after(async () => {
-  grpcJs.admin.close();
-  grpcJs.anyone.close();
+  for (const { admin, anyone } of grpcJsClients.values()) {
+    admin.close();
+    anyone.close();
+  }
   await server.close();
 });
+const grpcJsOn = (listener: GrpcListener) => grpcJsClients.get(listener) as { admin: GrpcJsAdminClient; anyone: GrpcJsAdminClient };
 
 /** Words of the parsers' own messages, none of which may reach a client (authlink's own may say "as JSON"). */
 const PARSER_TEXT = /parse|binary|varint|utf-?8|from json|in json|protocol error|envelope|readMaxBytes|decompress|unexpected (token|end)|at position|premature|wire type/i;
@@ -66,7 +72,8 @@ interface Expected {
 }
 const undecodable: Expected = { code: 3, reason: "validation_failed", message: UNDECODABLE };
 
-describe("gRPC: requests that cannot be read answer with a reason, never INTERNAL", () => {
+for (const listener of GRPC_LISTENERS) {
+describe(`gRPC on the ${listener} listener: requests that cannot be read answer with a reason, never INTERNAL`, () => {
   const cases: { name: string; method?: string; body: Buffer; headers?: Record<string, string>; expected: Expected }[] = [
     { name: "a message that is not protobuf (bad varint)", body: grpcFrame(garbage), expected: undecodable },
     { name: "a string field that is not UTF-8 (a lone surrogate)", body: grpcFrame(stringField2(loneSurrogateUtf8)), expected: undecodable },
@@ -82,7 +89,7 @@ describe("gRPC: requests that cannot be read answer with a reason, never INTERNA
   ];
   for (const { name, method = "GenerateLink", body, headers, expected } of cases) {
     test(name, async () => {
-      const response = await rawHttp2(server.url, {
+      const response = await rawHttp2(grpcUrlOf(server, listener), {
         path: `${service}/${method}`,
         headers: { "content-type": "application/grpc", te: "trailers", ...bearer(), ...headers },
         body,
@@ -99,7 +106,7 @@ describe("gRPC: requests that cannot be read answer with a reason, never INTERNA
 
   test("the public VerifyLink and PreviewLink answer the same to anyone", async () => {
     for (const method of ["VerifyLink", "PreviewLink"]) {
-      const response = await rawHttp2(server.url, {
+      const response = await rawHttp2(grpcUrlOf(server, listener), {
         path: `${service}/${method}`,
         headers: { "content-type": "application/grpc", te: "trailers" },
         body: grpcFrame(stringField2(loneSurrogateUtf8)),
@@ -110,7 +117,7 @@ describe("gRPC: requests that cannot be read answer with a reason, never INTERNA
   });
 
   test("a caller without a credential is refused before its body is read: credentials_missing, not an undecodable body", async () => {
-    const response = await rawHttp2(server.url, {
+    const response = await rawHttp2(grpcUrlOf(server, listener), {
       path: `${service}/GenerateLink`,
       headers: { "content-type": "application/grpc", te: "trailers", "x-forwarded-for": "198.51.100.7" },
       body: grpcFrame(garbage),
@@ -120,12 +127,12 @@ describe("gRPC: requests that cannot be read answer with a reason, never INTERNA
   });
 });
 
-describe("oversized messages do not wear out an HTTP/2 connection", () => {
+describe(`oversized messages do not wear out an HTTP/2 connection (${listener} listener)`, () => {
   // Each refused body is discarded once answered: otherwise its stream and the
   // bytes already sent stay charged to the connection, which then refuses new
   // streams (ENHANCE_YOUR_CALM, "Bandwidth exhausted") after a few hundred.
   test("400 oversized grpc-js messages on one connection, each refused with a reason; then an ordinary call succeeds", async () => {
-    const client = grpcJsClient(new URL(server.url).host);
+    const client = grpcJsClient(grpcAddressOf(server, listener));
     try {
       const token = "x".repeat(MAX_REQUEST_BYTES + 4_000);
       const answers = new Map<string, number>();
@@ -148,6 +155,7 @@ describe("oversized messages do not wear out an HTTP/2 connection", () => {
     }
   });
 });
+}
 
 describe("gRPC-Web and Connect: the same answers", () => {
   /** The trailer frame of a gRPC-Web response body, as headers. */
@@ -211,9 +219,10 @@ describe("gRPC-Web and Connect: the same answers", () => {
   }
 });
 
-describe("grpc-js: a lone surrogate in any string field", () => {
+for (const listener of GRPC_LISTENERS) {
+describe(`grpc-js client, ${listener} listener: a lone surrogate in any string field`, () => {
   const lone = "a\ud800b";
-  const cases: [string, (c: typeof grpcJs) => Promise<GrpcJsMessage>][] = [
+  const cases: [string, (c: ReturnType<typeof grpcJsOn>) => Promise<GrpcJsMessage>][] = [
     ["GenerateLink.email", (c) => c.admin.generateLink({ type: "LINK_TYPE_MAGICLINK", email: `x${lone}@example.com` })],
     ["GenerateLink.redirect_to", (c) => c.admin.generateLink({ type: "LINK_TYPE_MAGICLINK", email: "x@example.com", redirect_to: `https://app.example.com/${lone}` })],
     ["GenerateLink.password", (c) => c.admin.generateLink({ type: "LINK_TYPE_SIGNUP", email: "x@example.com", password: `correct horse ${lone}` })],
@@ -227,7 +236,7 @@ describe("grpc-js: a lone surrogate in any string field", () => {
   ];
   for (const [field, call] of cases) {
     test(field, async () => {
-      const error = await call(grpcJs).then(
+      const error = await call(grpcJsOn(listener)).then(
         () => assert.fail("the call succeeded"),
         (e: unknown) => e as grpc.ServiceError,
       );
@@ -238,7 +247,7 @@ describe("grpc-js: a lone surrogate in any string field", () => {
   }
 
   test("well-formed text outside the BMP (a surrogate pair) is fine", async () => {
-    const generated = await grpcJs.admin.generateLink({
+    const generated = await grpcJsOn(listener).admin.generateLink({
       type: "LINK_TYPE_MAGICLINK",
       email: "emoji-data@example.com",
       data: { fields: { name: { stringValue: "Zoë 😀" } } },
@@ -246,6 +255,7 @@ describe("grpc-js: a lone surrogate in any string field", () => {
     assert.deepEqual((generated.user as { user_metadata: unknown }).user_metadata, { fields: { name: { kind: "stringValue", stringValue: "Zoë 😀" } } });
   });
 });
+}
 
 describe("fuzz: thousands of grpc-js and Connect calls with hostile strings", () => {
   const FUZZ_CALLS = Number(process.env.AUTHLINK_TEST_FUZZ_CALLS ?? 3_000);
@@ -289,7 +299,9 @@ describe("fuzz: thousands of grpc-js and Connect calls with hostile strings", ()
   const verifyRequest = (): GrpcJsMessage =>
     random() < 0.5 ? { type: pick(types), token: token() } : { type: pick(types), email_otp: { email: email(), otp: otp() } };
 
-  test(`${FUZZ_CALLS} grpc-js calls: no INTERNAL or UNKNOWN, every error has a reason`, { timeout: 600_000 }, async (t) => {
+  for (const listener of GRPC_LISTENERS) {
+  test(`${FUZZ_CALLS} grpc-js calls to the ${listener} listener: no INTERNAL or UNKNOWN, every error has a reason`, { timeout: 600_000 }, async (t) => {
+    const grpcJs = grpcJsOn(listener);
     const outcomes = new Map<string, number>();
     const problems: string[] = [];
     const one = async () => {
@@ -325,6 +337,7 @@ describe("fuzz: thousands of grpc-js and Connect calls with hostile strings", ()
     t.diagnostic(`seed ${seed} (AUTHLINK_TEST_FUZZ_SEED): ${JSON.stringify(Object.fromEntries([...outcomes].sort()))}`);
     assert.deepEqual(problems, [], `seed ${seed}`);
   });
+  }
 
   test("Connect JSON: the same strings from connect-node's client", async (t) => {
     const client = connectClient(server.url, { protocol: "connect", useBinaryFormat: false });
@@ -357,6 +370,25 @@ describe("protocol refusals: counted by kind, logged at a bounded pace", () => {
       unsupported_media_type: () => rawRequest(`${server.url}${service}/VerifyLink`, { headers: { "content-type": "text/plain" }, body: "hello" }),
       http_version_not_supported: () =>
         rawRequest(`${server.url}/grpc.reflection.v1.ServerReflection/ServerReflectionInfo`, { headers: { "content-type": "application/connect+proto" }, body: "" }),
+      oversize: () => grpcCall(grpcFrame(Buffer.alloc(MAX_REQUEST_BYTES + 1))),
+      bad_envelope: () => grpcCall(grpcFrame(Buffer.alloc(10)).subarray(0, 8)),
+      undecodable: () => grpcCall(grpcFrame(garbage)),
+      compression_not_supported: () => grpcCall(grpcFrame(garbage, 1), { "grpc-encoding": "snappy" }),
+      bad_header: () => grpcCall(grpcFrame(Buffer.alloc(0)), { "grpc-timeout": "soon" }),
+    };
+    for (const send of Object.values(sent)) {
+      await send();
+      await send();
+    }
+    const afterwards = await scrape();
+    for (const kind of Object.keys(sent)) assert.equal(refusals(afterwards, kind) - refusals(before, kind), 2, kind);
+  });
+
+  test("the grpc-js listener counts its refusals under the same kinds", async () => {
+    const before = await scrape();
+    const grpcCall = (body: Buffer, headers: Record<string, string> = {}) =>
+      rawHttp2(grpcUrlOf(server, "grpc-js"), { path: `${service}/VerifyLink`, headers: { "content-type": "application/grpc", te: "trailers", ...headers }, body });
+    const sent: Record<string, () => Promise<unknown>> = {
       oversize: () => grpcCall(grpcFrame(Buffer.alloc(MAX_REQUEST_BYTES + 1))),
       bad_envelope: () => grpcCall(grpcFrame(Buffer.alloc(10)).subarray(0, 8)),
       undecodable: () => grpcCall(grpcFrame(garbage)),

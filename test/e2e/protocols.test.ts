@@ -14,7 +14,7 @@ import {
 } from "../support/clients.js";
 import { linkParams } from "../support/links.js";
 import { useTestDatabase } from "../support/mongo.js";
-import { startTestServer, type TestServer } from "../support/test-server.js";
+import { GRPC_JS_LISTENER, GRPC_LISTENERS, grpcAddressOf, grpcUrlOf, startTestServer, type TestServer } from "../support/test-server.js";
 
 // Every protocol and client stack authlink promises, over real sockets, on the
 // MongoDB store: generate a link, redeem it, and read a typed error back.
@@ -23,7 +23,7 @@ const database = await useTestDatabase("protocols");
 let server: TestServer;
 
 before(async () => {
-  server = await startTestServer({ database });
+  server = await startTestServer({ database, env: GRPC_JS_LISTENER });
 });
 after(() => server.close());
 
@@ -36,6 +36,7 @@ const stacks: [string, (key?: string | null) => AdminClient][] = [
   ],
   ["connect-node gRPC-Web over HTTP/1.1", (key) => connectClient(server.url, { protocol: "grpcweb", key })],
   ["connect-web (fetch) Connect JSON", (key) => webClient(server.url, key ?? undefined)],
+  ["connect-node gRPC to the grpc-js listener", (key) => connectClient(grpcUrlOf(server, "grpc-js"), { protocol: "grpc", key })],
 ];
 
 for (const [name, makeClient] of stacks) {
@@ -76,32 +77,34 @@ for (const [name, makeClient] of stacks) {
   });
 }
 
-describe("@grpc/grpc-js with @grpc/proto-loader", () => {
+for (const listener of GRPC_LISTENERS) {
+describe(`@grpc/grpc-js with @grpc/proto-loader, ${listener} listener`, () => {
   test("generates by signup and redeems by email and code", async () => {
-    const client = grpcJsClient(`127.0.0.1:${server.port}`, { key: server.serviceKey });
+    const email = `grpc.js-${listener}@example.com`;
+    const client = grpcJsClient(grpcAddressOf(server, listener), { key: server.serviceKey });
     after(() => client.close());
     const generated = await client.generateLink({
       type: "LINK_TYPE_SIGNUP",
-      email: "Grpc.JS@Example.com",
+      email: email.replace("grpc.js", "Grpc.JS").replace("example", "Example"),
       password: "a long enough passphrase",
       data: { fields: { plan: { stringValue: "pro" } } },
     });
     assert.equal(generated.verification_type, "LINK_TYPE_SIGNUP");
     const user = generated.user as Record<string, unknown>;
-    assert.equal(user.email, "grpc.js@example.com");
+    assert.equal(user.email, email);
     assert.equal(user.email_confirmed_at, null);
 
-    const anonymous = grpcJsClient(`127.0.0.1:${server.port}`);
+    const anonymous = grpcJsClient(grpcAddressOf(server, listener));
     after(() => anonymous.close());
     const verified = await anonymous.verifyLink({
       type: "LINK_TYPE_SIGNUP",
-      email_otp: { email: "grpc.js@example.com", otp: generated.email_otp },
+      email_otp: { email, otp: generated.email_otp },
     });
     assert.ok((verified.user as Record<string, unknown>).email_confirmed_at);
   });
 
   test("errors carry the reason in grpc-status-details-bin", async () => {
-    const client = grpcJsClient(`127.0.0.1:${server.port}`, { key: server.serviceKey });
+    const client = grpcJsClient(grpcAddressOf(server, listener), { key: server.serviceKey });
     after(() => client.close());
     const error = (await client
       .generateLink({ type: "LINK_TYPE_RECOVERY", email: "nobody@example.com" })
@@ -109,4 +112,25 @@ describe("@grpc/grpc-js with @grpc/proto-loader", () => {
     assert.equal(error.code, grpc.status.NOT_FOUND);
     assert.equal(grpcJsReason(error), "user_not_found");
   });
+
+
+  test("the request id: the caller's own is echoed in the answer's headers, on errors too; a malformed one is replaced", async () => {
+    const client = connectClient(grpcUrlOf(server, listener), { protocol: "grpc", key: server.serviceKey });
+    let echoed: string | null = null;
+    await client.generateLink(
+      { type: LinkType.MAGICLINK, email: `request-id-${listener}@example.com` },
+      { headers: { "x-request-id": `ticket-${listener}` }, onHeader: (headers) => (echoed = headers.get("x-request-id")) },
+    );
+    assert.equal(echoed, `ticket-${listener}`);
+    const error = await rejection(
+      client.verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: "A".repeat(43) } }, { headers: { "x-request-id": "ticket-4711" } }),
+    );
+    assert.equal(reasonOf(error), "link_invalid_or_expired");
+    assert.equal(error.metadata.get("x-request-id"), "ticket-4711");
+    const replaced = await rejection(
+      client.verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: "A".repeat(43) } }, { headers: { "x-request-id": "x".repeat(200) } }),
+    );
+    assert.match(replaced.metadata.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  });
 });
+}

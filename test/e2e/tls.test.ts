@@ -5,7 +5,7 @@ import { linkParams } from "../support/links.js";
 import { createTestCa, type IssuedCert } from "../support/certs.js";
 import { Code, connectClient, grpc, grpcJsClient, grpcJsReason, reasonOf, rejection } from "../support/clients.js";
 import { useTestDatabase } from "../support/mongo.js";
-import { startTestServer, type TestServer } from "../support/test-server.js";
+import { GRPC_JS_LISTENER, grpcAddressOf, grpcUrlOf, startTestServer, type TestServer } from "../support/test-server.js";
 
 // TLS and mTLS on one port: HTTP/2 and HTTP/1.1 over TLS, the service role
 // proven by a client certificate (SPIFFE URI SAN or CN) or a bearer key, and
@@ -54,6 +54,7 @@ before(async () => {
   server = await startTestServer({
     database,
     env: {
+      ...GRPC_JS_LISTENER,
       AUTHLINK_TLS_CERT: "/tls/server.pem",
       AUTHLINK_TLS_KEY: "/tls/server.key",
       AUTHLINK_TLS_CLIENT_CA: "/tls/client-ca.pem",
@@ -140,6 +141,60 @@ describe("refusals are statuses with reasons, never dropped handshakes", () => {
     const generated = await connectClient(server.url, { protocol: "grpc", tls: tlsWith("spiffe") }).generateLink(magic());
     const token = linkParams(generated.actionLink).get("token") ?? "";
     const verified = await connectClient(server.url, { protocol: "connect", tls: tlsWith("rogue") }).verifyLink({
+      type: LinkType.MAGICLINK,
+      credential: { case: "token", value: token },
+    });
+    assert.equal(verified.user?.id, generated.user?.id);
+  });
+});
+
+describe("the grpc-js listener over TLS: the same certificate, the same identities", () => {
+  const grpcJsPort = () => grpcAddressOf(server, "grpc-js").split(":").pop();
+
+  test("a SPIFFE identity (grpc-js client)", async () => {
+    const client = grpcJsClient(`localhost:${grpcJsPort()}`, { tls: tlsWith("spiffe") });
+    after(() => client.close());
+    const generated = await client.generateLink({ type: "LINK_TYPE_MAGICLINK", email: "grpcjs-listener-tls@example.com" });
+    assert.equal(generated.verification_type, "LINK_TYPE_MAGICLINK");
+  });
+
+  test("a CN identity (connect-node's gRPC client)", async () => {
+    const generated = await connectClient(grpcUrlOf(server, "grpc-js"), { protocol: "grpc", tls: tlsWith("cn") }).generateLink(magic());
+    assert.equal(generated.verificationType, LinkType.MAGICLINK);
+  });
+
+  test("a service key works over TLS without a certificate", async () => {
+    const client = connectClient(grpcUrlOf(server, "grpc-js"), { protocol: "grpc", tls: tlsWith(null), key: server.serviceKey });
+    assert.equal((await client.generateLink(magic())).verificationType, LinkType.MAGICLINK);
+  });
+
+  // grpc-js tells a call about a client certificate only when it verified
+  // against the client CA: an untrusted, expired or not yet valid one reads
+  // as no certificate (credentials_missing where the main port says
+  // credentials_invalid). Same status code; the handshake is never dropped.
+  const cases: [string, keyof typeof clientCerts | null, Code, string][] = [
+    ["no certificate and no key", null, Code.Unauthenticated, "credentials_missing"],
+    ["a certificate from an untrusted CA", "rogue", Code.Unauthenticated, "credentials_missing"],
+    ["an expired certificate", "expired", Code.Unauthenticated, "credentials_missing"],
+    ["a certificate that is not valid yet", "notYetValid", Code.Unauthenticated, "credentials_missing"],
+    ["a certificate with two URI SANs", "twoUris", Code.PermissionDenied, "not_service_role"],
+    ["an allowed SPIFFE ID plus a suffix", "suffix", Code.PermissionDenied, "not_service_role"],
+    ["an allowed SPIFFE ID in upper case", "upperCase", Code.PermissionDenied, "not_service_role"],
+    ["an allowed CN in upper case", "cnCase", Code.PermissionDenied, "not_service_role"],
+    ["a certificate with no identity at all", "noIdentity", Code.PermissionDenied, "not_service_role"],
+  ];
+  for (const [name, cert, code, reason] of cases) {
+    test(`${name}: ${Code[code]} ${reason}`, async () => {
+      const error = await rejection(connectClient(grpcUrlOf(server, "grpc-js"), { protocol: "grpc", tls: tlsWith(cert) }).generateLink(magic()));
+      assert.equal(error.code, code, error.message);
+      assert.equal(reasonOf(error), reason);
+    });
+  }
+
+  test("a bad certificate does not block the public VerifyLink", async () => {
+    const generated = await connectClient(server.url, { protocol: "grpc", tls: tlsWith("spiffe") }).generateLink(magic());
+    const token = linkParams(generated.actionLink).get("token") ?? "";
+    const verified = await connectClient(grpcUrlOf(server, "grpc-js"), { protocol: "grpc", tls: tlsWith("rogue") }).verifyLink({
       type: LinkType.MAGICLINK,
       credential: { case: "token", value: token },
     });

@@ -32,12 +32,33 @@ export interface TestServer {
   readonly port: number;
   /** The metrics listener, when AUTHLINK_METRICS_ADDR is set. */
   readonly metricsUrl: string | undefined;
+  /** host:port of the grpc-js listener, when AUTHLINK_GRPC_ADDR is set (see GRPC_JS_LISTENER). */
+  readonly grpcAddress: string | undefined;
   readonly config: Config;
   readonly store: Store;
   readonly serviceKey: string;
   /** Every log line so far (JSON). */
   readonly logs: string[];
   close(): Promise<void>;
+}
+
+/** Starts the grpc-js listener too, on any free port (env for startTestServer). */
+export const GRPC_JS_LISTENER: Readonly<Record<string, string>> = { AUTHLINK_GRPC_ADDR: "127.0.0.1:0" };
+
+/** The two listeners that serve gRPC: connect-node's main port and the grpc-js one. */
+export const GRPC_LISTENERS = ["connect-node", "grpc-js"] as const;
+export type GrpcListener = (typeof GRPC_LISTENERS)[number];
+
+/** host:port where a listener of this server answers gRPC. */
+export function grpcAddressOf(server: TestServer, listener: GrpcListener): string {
+  if (listener === "connect-node") return new URL(server.url).host;
+  if (!server.grpcAddress) throw new Error("the test server was started without AUTHLINK_GRPC_ADDR (GRPC_JS_LISTENER)");
+  return server.grpcAddress;
+}
+
+/** Base URL of a listener for connect-node's gRPC client (http:// or https://). */
+export function grpcUrlOf(server: TestServer, listener: GrpcListener): string {
+  return `${new URL(server.url).protocol}//${grpcAddressOf(server, listener)}`;
 }
 
 export function testEnv(overrides: Readonly<Record<string, string>> = {}): Record<string, string> {
@@ -70,6 +91,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     url: running.url,
     port: running.port,
     metricsUrl: running.metricsUrl,
+    grpcAddress: running.grpcAddress,
     config,
     store,
     serviceKey: (env.AUTHLINK_SERVICE_KEYS ?? "").split(",")[0] ?? "",
