@@ -124,13 +124,13 @@ async function churn(total: number, userCount: number) {
   let peakRss = 0;
   const report = (issued: number) => {
     gc?.();
-    const { rss, heapUsed } = process.memoryUsage();
+    const { rss, heapUsed, heapTotal } = process.memoryUsage();
     peakRss = Math.max(peakRss, rss);
     const sizes = sizesOf(store);
     const shown = sizes ? Object.entries(sizes).map(([k, v]) => `${k}=${v}`).join(" ") : "";
-    console.log(`${String(issued).padStart(9)} ${mb(rss)} ${mb(heapUsed)}   ${shown}`);
+    console.log(`${String(issued).padStart(9)} ${mb(rss)} ${mb(heapTotal)} ${mb(heapUsed)}   ${shown}`);
   };
-  console.log(`   issued  RSS MiB heap MiB (after gc${gc ? "" : " — not exposed: run with --expose-gc"})`);
+  console.log(`   issued  RSS MiB  heap MiB: total  used (after gc${gc ? "" : " — not exposed: run with --expose-gc"})`);
   report(0);
   for (let i = 1; i <= total; i++) {
     const generated = await links.generate(magicLink(`churn-${i % userCount}@example.com`, 2_000));
@@ -153,23 +153,35 @@ async function churn(total: number, userCount: number) {
 // Each measurement runs in a fresh process of its own, so that none inherits
 // another's heap.
 const [mode, arg] = process.argv.slice(2);
+const SHAPES = ["0,1000", "10000,1000", "100000,1000", "0,100000", "100000,100000"];
+const PASSES = 3;
+
 if (mode === "cost") {
   const [outstanding, users] = (arg ?? "0,1000").split(",").map(Number) as [number, number];
   const { generate, verify } = await callCost(outstanding, users, 3_000);
-  console.log(
-    `${String(outstanding).padStart(11)} ${String(users).padStart(8)} ${median(generate).toFixed(0).padStart(12)} / ${mean(generate).toFixed(0).padEnd(8)} ${median(verify).toFixed(0).padStart(10)} / ${mean(verify).toFixed(0)}`,
-  );
+  console.log(JSON.stringify([median(generate), mean(generate), median(verify), mean(verify)]));
 } else if (mode === "churn") {
   const total = Number(arg ?? 1_000_000);
   console.log(`\nmemory while ${total.toLocaleString("en")} links are issued (10k users, each link expires after 2 s, half redeemed, sweep every second):`);
   await churn(total, 10_000);
 } else {
   const churnTotal = mode ?? "1000000";
-  const run = (...args: string[]) =>
-    spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...args], { stdio: "inherit" });
+  const child = (...args: string[]) => [...process.execArgv, fileURLToPath(import.meta.url), ...args];
   console.log(`node ${process.version}, embedded store`);
-  console.log("\nper call, µs (median / mean over 3,000 rounds of GenerateLink then VerifyLink by token):");
+  // The shapes in turn, PASSES times, so that a change in the machine's load hits them alike.
+  const results = new Map<string, number[][]>(SHAPES.map((shape) => [shape, []]));
+  for (let pass = 0; pass < PASSES; pass++) {
+    for (const shape of SHAPES) {
+      const out = spawnSync(process.execPath, child("cost", shape), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+      results.get(shape)?.push(JSON.parse(out.stdout) as number[]);
+    }
+  }
+  console.log(`\nper call, µs: median / mean over 3,000 rounds of GenerateLink then VerifyLink by token (each the median of ${PASSES} runs)`);
   console.log("outstanding    users   generate median/mean   verify median/mean");
-  for (const shape of ["0,1000", "10000,1000", "100000,1000", "0,100000", "100000,100000"]) run("cost", shape);
-  run("churn", churnTotal);
+  for (const [shape, runs] of results) {
+    const [outstanding, users] = shape.split(",");
+    const [gMedian, gMean, vMedian, vMean] = [0, 1, 2, 3].map((k) => median(runs.map((r) => r[k] as number)).toFixed(0));
+    console.log(`${outstanding?.padStart(11)} ${users?.padStart(8)} ${gMedian?.padStart(12)} / ${gMean?.padEnd(8)} ${vMedian?.padStart(10)} / ${vMean}`);
+  }
+  spawnSync(process.execPath, child("churn", churnTotal), { stdio: "inherit" });
 }
