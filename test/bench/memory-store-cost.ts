@@ -17,6 +17,7 @@ import { createLogger } from "../../src/log/logger.js";
 import { testAssertionSigner } from "../support/assertions.js";
 import { HOUR, NO_RATE_LIMITS, TEST_LINK_SETTINGS } from "../support/link-service-fixture.js";
 import { ManualClock } from "../support/manual-clock.js";
+import { fillForgottenAt, fillStore } from "../store/memory-store-fill.js";
 
 // What the embedded store costs as it fills up (not a test: it prints).
 //
@@ -25,6 +26,8 @@ import { ManualClock } from "../support/manual-clock.js";
 // 2. Memory while 1M links are issued on an injected clock, each expiring 2 s
 //    after it is issued (half of them redeemed first), with the expiry sweep
 //    run every simulated second: RSS should level off, not grow.
+// 3. One expiry sweep that finds 1,000 links due beside 0 / 100k / 300k that
+//    are not.
 //
 //   npm run build --silent && node --expose-gc dist/test/bench/memory-store-cost.js [churn-links]
 
@@ -153,6 +156,19 @@ async function churn(total: number, userCount: number) {
 // Each measurement runs in a fresh process of its own, so that none inherits
 // another's heap.
 const [mode, arg] = process.argv.slice(2);
+/** One sweep that finds `due` entries due beside `waiting` that are not (links with their claims, windows, audit events). */
+async function sweepCost(waiting: number, due: number) {
+  const store = createMemoryStore();
+  const at = new Date("2030-01-01T00:00:00Z");
+  await fillStore(store, { count: waiting, at, lifetimeMs: HOUR, prefix: "waiting" });
+  const fill = { count: due, at, lifetimeMs: 60_000, prefix: "due" };
+  await fillStore(store, fill);
+  await store.purgeExpired(new Date(at.getTime() + 60_000)); // the due links' claims and windows
+  const t0 = process.hrtime.bigint();
+  const purged = await store.purgeExpired(fillForgottenAt(fill));
+  return { purged, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+}
+
 const SHAPES = ["0,1000", "10000,1000", "100000,1000", "0,100000", "100000,100000"];
 const PASSES = 3;
 
@@ -160,6 +176,10 @@ if (mode === "cost") {
   const [outstanding, users] = (arg ?? "0,1000").split(",").map(Number) as [number, number];
   const { generate, verify } = await callCost(outstanding, users, 3_000);
   console.log(JSON.stringify([median(generate), mean(generate), median(verify), mean(verify)]));
+} else if (mode === "sweep") {
+  const [waiting, due] = (arg ?? "0,1000").split(",").map(Number) as [number, number];
+  const { purged, ms } = await sweepCost(waiting, due);
+  console.log(JSON.stringify([purged, ms]));
 } else if (mode === "churn") {
   const total = Number(arg ?? 1_000_000);
   console.log(`\nmemory while ${total.toLocaleString("en")} links are issued (10k users, each link expires after 2 s, half redeemed, sweep every second):`);
@@ -182,6 +202,17 @@ if (mode === "cost") {
     const [outstanding, users] = shape.split(",");
     const [gMedian, gMean, vMedian, vMean] = [0, 1, 2, 3].map((k) => median(runs.map((r) => r[k] as number)).toFixed(0));
     console.log(`${outstanding?.padStart(11)} ${users?.padStart(8)} ${gMedian?.padStart(12)} / ${gMean?.padEnd(8)} ${vMedian?.padStart(10)} / ${vMean}`);
+  }
+  console.log(`\none expiry sweep: links waiting (not due), links due (half redeemed), entries purged, ms (the median of ${PASSES} runs)`);
+  console.log("    waiting      due   purged        ms");
+  for (const shape of ["0,1000", "100000,1000", "300000,1000"]) {
+    const runs = Array.from({ length: PASSES }, () => {
+      const out = spawnSync(process.execPath, child("sweep", shape), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+      return JSON.parse(out.stdout) as [number, number];
+    });
+    const [waiting, due] = shape.split(",");
+    const purged = String(runs[0]?.[0]);
+    console.log(`${waiting?.padStart(11)} ${due?.padStart(8)} ${purged.padStart(8)} ${median(runs.map((r) => r[1])).toFixed(1).padStart(9)}`);
   }
   spawnSync(process.execPath, child("churn", churnTotal), { stdio: "inherit" });
 }
