@@ -31,6 +31,8 @@ import { createRing } from "./ring-buffer.js";
 // expires (links and tombstones at their retainUntil, claims and rate-limit
 // windows at their expiresAt) is also queued by due time (expiry-queue.ts),
 // so the sweep takes only what is due and leaves no entry of it anywhere.
+// (The sweep alone gives other calls a turn between slices of a large
+// backlog; each deletion in it is still done whole, index entries with it.)
 
 const copy = <T>(value: T): T => structuredClone(value);
 
