@@ -2,6 +2,7 @@ import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { User } from "../domain/user.js";
 import type { AuditEvent } from "../domain/audit-event.js";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type {
   AuditStore,
   ClaimStore,
@@ -12,6 +13,8 @@ import type {
   UserChanges,
   UserStore,
 } from "../domain/store.js";
+import { ExpiryQueue } from "./expiry-queue.js";
+import { createRing } from "./ring-buffer.js";
 
 // The embedded store: everything in process memory, gone on restart. Each
 // method does all of its reads and writes synchronously, so on Node's single
@@ -20,6 +23,16 @@ import type {
 // A call's abort signal is not consulted: no operation here ever waits.
 // The audit trail is a ring buffer of the newest events (maxAuditEvents), so
 // memory stays bounded however long the process runs.
+//
+// Every operation is a lookup in a map or in one index bucket, never a walk
+// over all links or users: links are indexed by hash, by user and by
+// (type, address), and a bucket holds one user's or one address's links
+// only, which the replacement rule keeps to a handful. Everything that
+// expires (links and tombstones at their retainUntil, claims and rate-limit
+// windows at their expiresAt) is also queued by due time (expiry-queue.ts),
+// so the sweep takes only what is due and leaves no entry of it anywhere.
+// (The sweep alone gives other calls a turn between slices of a large
+// backlog; each deletion in it is still done whole, index entries with it.)
 
 const copy = <T>(value: T): T => structuredClone(value);
 
@@ -30,19 +43,59 @@ export interface MemoryStoreOptions {
    * deployment that must keep its audit trail uses MongoDB.
    */
   readonly maxAuditEvents?: number;
+  /**
+   * Makes the store's maps (default: `new Map()`). Tests pass maps that count
+   * what is done to them, to show that an operation does the same few
+   * lookups however full the store is.
+   */
+  readonly newMap?: <K, V>() => Map<K, V>;
 }
+
+/** How many entries each part of the embedded store holds (for tests and measurements). */
+export interface MemoryStoreSizes {
+  readonly users: number;
+  readonly userEmails: number;
+  readonly links: number;
+  /** Users with links (index buckets). */
+  readonly linkUsers: number;
+  /** (type, address) pairs with links (index buckets). */
+  readonly linkAddresses: number;
+  readonly tombstones: number;
+  readonly claims: number;
+  readonly rateWindows: number;
+  readonly auditEvents: number;
+  /** Entries waiting in the expiry queues (those of entries that went early included, until they fall due). */
+  readonly expiryQueue: number;
+}
+
+export interface MemoryStore extends Store {
+  sizes(): MemoryStoreSizes;
+}
+
+/** The sweep gives other calls a turn after this many queue entries. */
+const SWEEP_SLICE = 10_000;
 
 export const DEFAULT_MAX_AUDIT_EVENTS = 10_000;
 
-export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
-  const users = new Map<string, User>();
-  const userIdByEmail = new Map<string, string>();
-  const links = new Map<string, LinkRecord>();
-  const tombstones = new Map<string, LinkTombstone>();
+export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+  const newMap = options.newMap ?? (<K, V>() => new Map<K, V>());
+  const users = newMap<string, User>();
+  const userIdByEmail = newMap<string, string>();
+  const links = newMap<string, LinkRecord>();
+  /** Hashes of each user's links. */
+  const linksByUser = newMap<string, Set<string>>();
+  /** Hashes of the links of each (type, address); see addressKey. */
+  const linksByAddress = newMap<string, Set<string>>();
+  const tombstones = newMap<string, LinkTombstone>();
   /** Claimed keys: when they expire, and who holds them ("" for claim()). */
-  const claims = new Map<string, { expiresAt: Date; holder: string }>();
+  const claims = newMap<string, { expiresAt: Date; holder: string }>();
   /** Hits per bucket and window; the window keys expire like claims. */
-  const rateWindows = new Map<string, { hits: number; expiresAt: Date }>();
+  const rateWindows = newMap<string, { hits: number; expiresAt: Date }>();
+  /** What falls due when, one queue per map; see purgeExpired. */
+  const linkExpiries = new ExpiryQueue();
+  const tombstoneExpiries = new ExpiryQueue();
+  const claimExpiries = new ExpiryQueue();
+  const windowExpiries = new ExpiryQueue();
   const auditEvents = createRing<{ event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
 
   const userStore: UserStore = {
@@ -107,23 +160,47 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   /** Links (expired ones included) and tombstones are kept until their retainUntil. */
   const isRetained = (entry: { retainUntil: Date }, now: Date): boolean => now.getTime() < entry.retainUntil.getTime();
 
-  /** Delete the links that match; returns how many. */
-  const deleteWhere = (predicate: (link: LinkRecord) => boolean): number => {
-    let deleted = 0;
-    for (const [hash, link] of links) {
-      if (predicate(link) && links.delete(hash)) deleted++;
+  /** A link type never contains ":", so this key is unambiguous. */
+  const addressKey = (type: LinkType, email: string) => `${type}:${email}`;
+
+  function storeLink(link: LinkRecord): void {
+    links.set(link.tokenHash, link);
+    addToBucket(linksByUser, link.userId, link.tokenHash);
+    addToBucket(linksByAddress, addressKey(link.type, link.email), link.tokenHash);
+    linkExpiries.add(link.retainUntil.getTime(), link.tokenHash);
+  }
+
+  /** Delete a link and its index entries; true when it was stored. (Its expiry entry goes when it falls due.) */
+  function deleteLink(tokenHash: string): boolean {
+    const link = links.get(tokenHash);
+    if (!link) return false;
+    links.delete(tokenHash);
+    removeFromBucket(linksByUser, link.userId, tokenHash);
+    removeFromBucket(linksByAddress, addressKey(link.type, link.email), tokenHash);
+    return true;
+  }
+
+  /** The stored links whose hashes are in `bucket`, those that pass `keep`, at most `limit`. */
+  function linksIn(bucket: Set<string> | undefined, keep: (link: LinkRecord) => boolean, limit = Infinity): LinkRecord[] {
+    const found: LinkRecord[] = [];
+    if (!bucket) return found;
+    for (const hash of bucket) {
+      if (found.length >= limit) break;
+      const link = links.get(hash) as LinkRecord;
+      if (keep(link)) found.push(copy(link));
     }
-    return deleted;
-  };
+    return found;
+  }
 
   const linkStore: LinkStore = {
     async insert(records) {
       if (records.some((r) => links.has(r.tokenHash))) throw new Error("duplicate token hash");
-      for (const record of records) links.set(record.tokenHash, copy(record));
+      for (const record of records) storeLink(copy(record));
     },
     async markIssued(tokenHashes) {
       for (const hash of tokenHashes) {
         const link = links.get(hash);
+        // Same hash, user, type and address: the indexes stay as they are.
         if (link) links.set(hash, { ...link, pending: undefined });
       }
     },
@@ -132,16 +209,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       return link && isRetained(link, now) ? copy(link) : undefined;
     },
     async findByUser(userId, type: LinkType | undefined) {
-      return [...links.values()].filter((l) => l.userId === userId && (type === undefined || l.type === type)).map(copy);
+      return linksIn(linksByUser.get(userId), (l) => type === undefined || l.type === type);
     },
     async findLiveByEmail(email, type, now, limit) {
-      return [...links.values()]
-        .filter((l) => l.email === email && l.type === type && isLive(l, now) && !l.pending)
-        .slice(0, Math.max(0, limit))
-        .map(copy);
+      return linksIn(linksByAddress.get(addressKey(type, email)), (l) => isLive(l, now) && !l.pending, Math.max(0, limit));
     },
     async delete(tokenHash) {
-      return links.delete(tokenHash);
+      return deleteLink(tokenHash);
     },
   };
 
@@ -151,6 +225,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       for (const tombstone of records) {
         if (tombstones.has(tombstone.tokenHash)) continue;
         tombstones.set(tombstone.tokenHash, copy(tombstone));
+        tombstoneExpiries.add(tombstone.retainUntil.getTime(), tombstone.tokenHash);
         recorded.push(copy(tombstone));
       }
       return recorded;
@@ -161,10 +236,15 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     },
   };
 
+  function recordClaim(key: string, holder: string, expiresAt: Date): void {
+    claims.set(key, { expiresAt, holder });
+    claimExpiries.add(expiresAt.getTime(), key);
+  }
+
   const claimStore: ClaimStore = {
     async claim(key, expiresAt) {
       if (claims.has(key)) return false;
-      claims.set(key, { expiresAt, holder: "" });
+      recordClaim(key, "", expiresAt);
       return true;
     },
     async claimed(keys, now) {
@@ -173,7 +253,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     async hold(key, holder, expiresAt) {
       const held = claims.get(key);
       if (held) return held.holder;
-      claims.set(key, { expiresAt, holder });
+      recordClaim(key, holder, expiresAt);
       return holder;
     },
     async holderOf(key, now) {
@@ -189,9 +269,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     },
     async hit(bucket, windowStart, limit, expiresAt) {
       const key = windowKey(bucket, windowStart);
-      const window = rateWindows.get(key) ?? { hits: 0, expiresAt };
-      if (window.hits >= limit) return false;
-      rateWindows.set(key, { hits: window.hits + 1, expiresAt });
+      const window = rateWindows.get(key);
+      const hits = window?.hits ?? 0;
+      if (hits >= limit) return false;
+      rateWindows.set(key, { hits: hits + 1, expiresAt });
+      // Queued when it is new, and again if its expiry moves (it never does
+      // for one window of the rate limiter): the sweep checks the time on record.
+      if (window?.expiresAt.getTime() !== expiresAt.getTime()) windowExpiries.add(expiresAt.getTime(), key);
       return true;
     },
   };
@@ -219,23 +303,48 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     audit: auditStore,
     needsPurge: true,
     async purgeExpired(now) {
-      let count = deleteWhere((l) => !isRetained(l, now));
-      for (const [hash, tombstone] of tombstones) {
-        if (!isRetained(tombstone, now) && tombstones.delete(hash)) count++;
-      }
-      const expired = (expiresAt: Date) => expiresAt.getTime() <= now.getTime();
-      for (const [key, { expiresAt }] of claims) {
-        if (expired(expiresAt) && claims.delete(key)) count++;
-      }
-      for (const [key, window] of rateWindows) {
-        if (expired(window.expiresAt) && rateWindows.delete(key)) count++;
-      }
+      const at = now.getTime();
+      // Each queue hands over what is due; an entry whose key went early, or
+      // whose time on record moved later, is skipped. So every key left has
+      // an entry at its own due time, and the sweep visits only what is due.
+      const due = (date: Date) => date.getTime() <= at;
+      let count = 0;
+      count += await sweep(linkExpiries, at, (hash) => {
+        const link = links.get(hash);
+        return link !== undefined && due(link.retainUntil) && deleteLink(hash);
+      });
+      count += await sweep(tombstoneExpiries, at, (hash) => {
+        const tombstone = tombstones.get(hash);
+        return tombstone !== undefined && due(tombstone.retainUntil) && tombstones.delete(hash);
+      });
+      count += await sweep(claimExpiries, at, (key) => {
+        const claim = claims.get(key);
+        return claim !== undefined && due(claim.expiresAt) && claims.delete(key);
+      });
+      count += await sweep(windowExpiries, at, (key) => {
+        const window = rateWindows.get(key);
+        return window !== undefined && due(window.expiresAt) && rateWindows.delete(key);
+      });
       // Events are appended in the order calls end, all with one retention,
       // so the expired ones are the oldest: drop from that end and stop at the
       // first live one. (One that expired behind a live one, from a call that
       // ended a moment later, goes with a later purge.)
-      count += auditEvents.dropOldestWhile((entry) => expired(entry.expiresAt));
+      count += auditEvents.dropOldestWhile((entry) => due(entry.expiresAt));
       return count;
+    },
+    sizes() {
+      return {
+        users: users.size,
+        userEmails: userIdByEmail.size,
+        links: links.size,
+        linkUsers: linksByUser.size,
+        linkAddresses: linksByAddress.size,
+        tombstones: tombstones.size,
+        claims: claims.size,
+        rateWindows: rateWindows.size,
+        auditEvents: auditEvents.size,
+        expiryQueue: linkExpiries.size + tombstoneExpiries.size + claimExpiries.size + windowExpiries.size,
+      };
     },
     async ping() {},
     async close() {},
@@ -243,46 +352,28 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
 }
 
 /**
- * A ring buffer of at most `capacity` items: pushing onto a full one drops the
- * oldest. Iterates oldest first.
+ * Take every key due at `now` from `queue` and pass it to `expire` (true when
+ * it deleted something); returns how many it deleted. Gives other calls a
+ * turn now and then, so that a large backlog does not stall them.
  */
-interface Ring<T> extends Iterable<T> {
-  readonly size: number;
-  push(item: T): void;
-  /** Drops items from the oldest end while `test` holds; returns how many. */
-  dropOldestWhile(test: (item: T) => boolean): number;
+async function sweep(queue: ExpiryQueue, now: number, expire: (key: string) => boolean): Promise<number> {
+  let deleted = 0;
+  for (let taken = 1; ; taken++) {
+    const key = queue.takeDue(now);
+    if (key === undefined) return deleted;
+    if (expire(key)) deleted++;
+    if (taken % SWEEP_SLICE === 0) await nextTurn();
+  }
 }
 
-function createRing<T>(capacity: number): Ring<T> {
-  if (!(Number.isInteger(capacity) && capacity >= 1)) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
-  const slots: (T | undefined)[] = [];
-  let head = 0;
-  let size = 0;
-  return {
-    get size() {
-      return size;
-    },
-    push(item) {
-      if (size < capacity) {
-        slots[(head + size) % capacity] = item;
-        size += 1;
-      } else {
-        slots[head] = item;
-        head = (head + 1) % capacity;
-      }
-    },
-    dropOldestWhile(test) {
-      let dropped = 0;
-      while (size > 0 && test(slots[head] as T)) {
-        slots[head] = undefined;
-        head = (head + 1) % capacity;
-        size -= 1;
-        dropped += 1;
-      }
-      return dropped;
-    },
-    *[Symbol.iterator]() {
-      for (let i = 0; i < size; i++) yield slots[(head + i) % capacity] as T;
-    },
-  };
+function addToBucket(index: Map<string, Set<string>>, key: string, member: string): void {
+  const bucket = index.get(key);
+  if (bucket) bucket.add(member);
+  else index.set(key, new Set([member]));
+}
+
+/** Remove `member`, and the bucket with it once it is empty (so no empty bucket outlives its last link). */
+function removeFromBucket(index: Map<string, Set<string>>, key: string, member: string): void {
+  const bucket = index.get(key);
+  if (bucket?.delete(member) && bucket.size === 0) index.delete(key);
 }
