@@ -41,8 +41,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const tombstones = new Map<string, LinkTombstone>();
   /** Claimed keys: when they expire, and who holds them ("" for claim()). */
   const claims = new Map<string, { expiresAt: Date; holder: string }>();
-  /** Hits per bucket and window; the window keys expire like claims. */
-  const rateWindows = new Map<string, { hits: number; expiresAt: Date }>();
+  /** Taken slots per bucket and window; the window keys expire like claims. */
+  const rateWindows = new Map<string, { slots: Set<number>; highest: number; expiresAt: Date }>();
   const auditEvents = createRing<{ event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
 
   const userStore: UserStore = {
@@ -184,15 +184,20 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
 
   const windowKey = (bucket: string, windowStart: Date) => `${bucket}|${windowStart.getTime()}`;
   const rateLimitStore: RateLimitStore = {
-    async count(bucket, windowStart) {
-      return rateWindows.get(windowKey(bucket, windowStart))?.hits ?? 0;
-    },
-    async hit(bucket, windowStart, limit, expiresAt) {
+    async takeSlot(bucket, windowStart, slot, expiresAt) {
       const key = windowKey(bucket, windowStart);
-      const window = rateWindows.get(key) ?? { hits: 0, expiresAt };
-      if (window.hits >= limit) return false;
-      rateWindows.set(key, { hits: window.hits + 1, expiresAt });
+      const window = rateWindows.get(key) ?? { slots: new Set<number>(), highest: 0, expiresAt };
+      if (window.slots.has(slot)) return false;
+      window.slots.add(slot);
+      window.highest = Math.max(window.highest, slot);
+      rateWindows.set(key, window);
       return true;
+    },
+    async slotTaken(bucket, windowStart, slot) {
+      return rateWindows.get(windowKey(bucket, windowStart))?.slots.has(slot) ?? false;
+    },
+    async highestSlot(bucket, windowStart) {
+      return rateWindows.get(windowKey(bucket, windowStart))?.highest ?? 0;
     },
   };
 
