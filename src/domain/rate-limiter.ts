@@ -15,8 +15,8 @@ import { AuthlinkError } from "./errors.js";
 // Which slot to try is this process's guess, kept per bucket: concurrent hits
 // are handed distinct slots synchronously, so a warm hit costs one insert by
 // key and nothing waits for anything else. A slot someone else took (a
-// duplicate key) moves the guess past it; two such in one hit resynchronize
-// the guess with a query. Per bucket and window, the first hit here reads
+// duplicate key) moves the guess past it; a few such in a row, with no slot
+// won in between, resynchronize the guess with a query. Per bucket and window, the first hit here reads
 // slot 1 of both windows by key and queries the highest slot only of a
 // window that has hits (one or two round trips, shared by the hits that
 // arrive meanwhile). The previous window's count is then known for the
@@ -44,8 +44,8 @@ export interface RateLimitSettings {
 /** Retry hints never promise less than this. */
 const MIN_RETRY_MS = 1_000;
 
-/** Slots found taken by others in one hit before the guess is resynchronized by a query. */
-const RESYNC_AFTER = 2;
+/** Slots found taken by others in a row before the guess is resynchronized by a query. */
+const RESYNC_AFTER = 4;
 
 /** Buckets remembered; past this, windows that have ended are forgotten, then the oldest. */
 const MAX_BUCKETS = 50_000;
@@ -66,6 +66,8 @@ interface WindowState {
    * did land reads as taken, and the hit moves on).
    */
   unsure: number[];
+  /** Slots found taken by others since this process last won one. */
+  conflicts: number;
 }
 
 export class RateLimiter {
@@ -90,7 +92,6 @@ export class RateLimiter {
     const budget = rule.limit - Math.floor((previous * (start + windowMs - now)) / windowMs);
     const window = new Date(start);
     const expiresAt = new Date(start + 2 * windowMs);
-    let taken = 0;
     for (;;) {
       const slot = state.unsure[0] ?? state.next;
       if (slot > budget) {
@@ -108,11 +109,16 @@ export class RateLimiter {
         insertSorted(state.unsure, slot);
         throw error;
       }
-      if (stored) return;
-      // Another hit holds the slot (it counted). After repeated conflicts the
-      // guess is far behind (another instance is busy here): ask the store.
-      if (++taken >= RESYNC_AFTER) {
-        taken = 0;
+      if (stored) {
+        state.conflicts = 0;
+        return;
+      }
+      // Another hit holds the slot (it counted). Conflicts in a row, with no
+      // slot won in between, mean the guess is far behind (another instance
+      // did many hits here): ask the store. Conflicts between wins are two
+      // instances taking slots side by side; moving on is cheaper there.
+      if (++state.conflicts >= RESYNC_AFTER) {
+        state.conflicts = 0;
         const highest = await this.#store.highestSlot(bucket, window, op);
         state.next = Math.max(state.next, highest + 1);
       }
@@ -124,7 +130,7 @@ export class RateLimiter {
     const known = this.#windows.get(bucket);
     if (known && known.windowStart === start && known.windowMs === windowMs) return known;
     if (!known && this.#windows.size >= MAX_BUCKETS) this.#forget(now);
-    const state: WindowState = { windowStart: start, windowMs, previous: undefined, loading: undefined, next: 1, unsure: [] };
+    const state: WindowState = { windowStart: start, windowMs, previous: undefined, loading: undefined, next: 1, unsure: [], conflicts: 0 };
     this.#windows.set(bucket, state);
     return state;
   }
