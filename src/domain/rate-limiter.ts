@@ -16,11 +16,13 @@ import { AuthlinkError } from "./errors.js";
 // are handed distinct slots synchronously, so a warm hit costs one insert by
 // key and nothing waits for anything else. A slot someone else took (a
 // duplicate key) moves the guess past it; a few such in a row, with no slot
-// won in between, resynchronize the guess with a query. Per bucket and window, the first hit here reads
-// slot 1 of both windows by key and queries the highest slot only of a
-// window that has hits (one or two round trips, shared by the hits that
-// arrive meanwhile). The previous window's count is then known for the
-// window's rest. Bucket keys are hashed: no address is stored here.
+// won in between, resynchronize the guess with a query. Per bucket and
+// window, the first hit here reads slot 1 of both windows by key and queries
+// the highest slot only of a window that has hits (one or two round trips,
+// shared by the hits that arrive meanwhile). The previous window's count is
+// then known for the window's rest. A failed insert's slot is tried again
+// first, so failures leave no gap. Bucket keys are hashed: no address is
+// stored here. docs/rate-limits.md has the costs and the limits of this.
 
 export interface RateRule {
   /** Hits allowed per window; 0 turns the rule off. */
