@@ -8,13 +8,21 @@ import { AuthlinkError } from "./errors.js";
 //
 // Each limit is a sliding window approximated from two fixed windows (the
 // current one, and the previous one weighted by how much of it still falls
-// inside the sliding window). Hits in a window are unique slots 1..limit in
+// inside the sliding window). Hits in a window are unique slots 1..budget in
 // the store, so concurrent hits from any number of instances never exceed the
-// limit. Hits to one bucket from this process are queued, so they do not
-// race each other for a slot (each lost race costs a round trip); a caller
-// whose call ends leaves the queue at once, and past MAX_QUEUED waiting hits a
-// bucket's newcomers do not queue (the store keeps the count exact anyway).
-// Bucket keys are hashed: no address is stored here.
+// limit: the store's unique key decides, never this process.
+//
+// Which slot to try is this process's guess, kept per bucket: concurrent hits
+// are handed distinct slots synchronously, so a warm hit costs one insert by
+// key and nothing waits for anything else. A slot someone else took (a
+// duplicate key) moves the guess past it; a few such in a row, with no slot
+// won in between, resynchronize the guess with a query. Per bucket and
+// window, the first hit here reads slot 1 of both windows by key and queries
+// the highest slot only of a window that has hits (one or two round trips,
+// shared by the hits that arrive meanwhile). The previous window's count is
+// then known for the window's rest. A failed insert's slot is tried again
+// first, so failures leave no gap. Bucket keys are hashed: no address is
+// stored here. docs/rate-limits.md has the costs and the limits of this.
 
 export interface RateRule {
   /** Hits allowed per window; 0 turns the rule off. */
@@ -38,20 +46,36 @@ export interface RateLimitSettings {
 /** Retry hints never promise less than this. */
 const MIN_RETRY_MS = 1_000;
 
-/** Most hits that wait for one bucket in this process. */
-const MAX_QUEUED = 64;
+/** Slots found taken by others in a row before the guess is resynchronized by a query. */
+const RESYNC_AFTER = 4;
 
-interface BucketQueue {
-  /** Settles when every hit queued so far has finished or left. Never rejects. */
-  tail: Promise<void>;
-  /** Hits queued or running. */
-  length: number;
+/** Buckets remembered; past this, windows that have ended are forgotten, then the oldest. */
+const MAX_BUCKETS = 50_000;
+
+/** What this process knows of one bucket's current window. */
+interface WindowState {
+  readonly windowStart: number;
+  readonly windowMs: number;
+  /** The previous window's hits, once read. */
+  previous: number | undefined;
+  /** The first read of this window (shared by the hits that arrive meanwhile); undefined when there is none running. */
+  loading: Promise<void> | undefined;
+  /** The lowest slot neither handed out here nor known to be taken. */
+  next: number;
+  /**
+   * Slots handed out whose insert failed or never ran, lowest first: handed
+   * out again before `next`, so that no gap is left behind (an insert that
+   * did land reads as taken, and the hit moves on).
+   */
+  unsure: number[];
+  /** Slots found taken by others since this process last won one. */
+  conflicts: number;
 }
 
 export class RateLimiter {
   readonly #store: RateLimitStore;
   readonly #clock: Clock;
-  readonly #queues = new Map<string, BucketQueue>();
+  readonly #windows = new Map<string, WindowState>();
 
   constructor(store: RateLimitStore, clock: Clock) {
     this.#store = store;
@@ -62,51 +86,103 @@ export class RateLimiter {
   async take(name: string, key: string, rule: RateRule, op: OperationOptions = {}): Promise<void> {
     if (rule.limit === 0) return;
     const bucket = `${name}:${createHash("sha256").update(key).digest("base64url").slice(0, 32)}`;
-    await this.#serialized(bucket, op.signal, async () => {
-      const now = this.#clock.now().getTime();
-      const windowMs = rule.windowMs;
-      const start = Math.floor(now / windowMs) * windowMs;
-      const previous = await this.#store.count(bucket, new Date(start - windowMs), op);
-      const previousWeight = (start + windowMs - now) / windowMs;
-      const budget = rule.limit - Math.floor(previous * previousWeight);
-      if (budget > 0 && (await this.#store.hit(bucket, new Date(start), budget, new Date(start + 2 * windowMs), op))) {
+    const now = this.#clock.now().getTime();
+    const { windowMs } = rule;
+    const start = Math.floor(now / windowMs) * windowMs;
+    const state = this.#window(bucket, start, windowMs, now);
+    const previous = state.previous ?? (await this.#load(bucket, state, op));
+    const budget = rule.limit - Math.floor((previous * (start + windowMs - now)) / windowMs);
+    const window = new Date(start);
+    const expiresAt = new Date(start + 2 * windowMs);
+    for (;;) {
+      const slot = state.unsure[0] ?? state.next;
+      if (slot > budget) {
+        throw new AuthlinkError("over_rate_limit", {
+          retryAfterMs: retryAfterMs(rule, now, start, previous, state.next - 1),
+          rateLimitRule: name,
+        });
+      }
+      if (slot === state.next) state.next += 1;
+      else state.unsure.shift();
+      let stored: boolean;
+      try {
+        stored = await this.#store.takeSlot(bucket, window, slot, expiresAt, op);
+      } catch (error) {
+        insertSorted(state.unsure, slot);
+        throw error;
+      }
+      if (stored) {
+        state.conflicts = 0;
         return;
       }
-      const current = await this.#store.count(bucket, new Date(start), op);
-      throw new AuthlinkError("over_rate_limit", {
-        retryAfterMs: retryAfterMs(rule, now, start, previous, current),
-        rateLimitRule: name,
-      });
-    });
+      // Another hit holds the slot (it counted). Conflicts in a row, with no
+      // slot won in between, mean the guess is far behind (another instance
+      // did many hits here): ask the store. Conflicts between wins are two
+      // instances taking slots side by side; moving on is cheaper there.
+      if (++state.conflicts >= RESYNC_AFTER) {
+        state.conflicts = 0;
+        const highest = await this.#store.highestSlot(bucket, window, op);
+        state.next = Math.max(state.next, highest + 1);
+      }
+    }
+  }
+
+  /** This process's state of the bucket's window starting at `start` (new when the window is new here). */
+  #window(bucket: string, start: number, windowMs: number, now: number): WindowState {
+    const known = this.#windows.get(bucket);
+    if (known && known.windowStart === start && known.windowMs === windowMs) return known;
+    if (!known && this.#windows.size >= MAX_BUCKETS) this.#forget(now);
+    const state: WindowState = { windowStart: start, windowMs, previous: undefined, loading: undefined, next: 1, unsure: [], conflicts: 0 };
+    this.#windows.set(bucket, state);
+    return state;
   }
 
   /**
-   * Runs `task` after every earlier task for the same bucket has finished;
-   * rejects with the signal's reason if it fires while waiting.
+   * Reads what the window's first hit here needs: the previous window's count
+   * and where the current window stands. Hits that arrive meanwhile share the
+   * read; each leaves when its own call ends.
    */
-  async #serialized<T>(bucket: string, signal: AbortSignal | undefined, task: () => Promise<T>): Promise<T> {
-    let queue = this.#queues.get(bucket);
-    if (!queue) {
-      queue = { tail: Promise.resolve(), length: 0 };
-      this.#queues.set(bucket, queue);
+  async #load(bucket: string, state: WindowState, op: OperationOptions): Promise<number> {
+    state.loading ??= this.#read(bucket, state).finally(() => {
+      state.loading = undefined;
+    });
+    await (op.signal ? settleBy(state.loading, op.signal) : state.loading);
+    return state.previous as number;
+  }
+
+  async #read(bucket: string, state: WindowState): Promise<void> {
+    // No caller's signal: the read serves every hit waiting for it (the
+    // store's own time limit bounds it).
+    const previousWindow = new Date(state.windowStart - state.windowMs);
+    const currentWindow = new Date(state.windowStart);
+    const [previousUsed, currentUsed] = await Promise.all([
+      this.#store.slotTaken(bucket, previousWindow, 1),
+      this.#store.slotTaken(bucket, currentWindow, 1),
+    ]);
+    const [previous, current] = await Promise.all([
+      previousUsed ? this.#store.highestSlot(bucket, previousWindow) : 0,
+      currentUsed ? this.#store.highestSlot(bucket, currentWindow) : 0,
+    ]);
+    state.previous = previous;
+    state.next = Math.max(state.next, current + 1);
+  }
+
+  /** Drops the windows that have ended; if that is not enough, the oldest. */
+  #forget(now: number): void {
+    for (const [bucket, state] of this.#windows) {
+      if (state.windowStart + state.windowMs <= now) this.#windows.delete(bucket);
     }
-    if (queue.length >= MAX_QUEUED) return task();
-    const before = queue.tail;
-    let done!: () => void;
-    const mine = new Promise<void>((resolve) => (done = resolve));
-    // The next one waits for this one and for all before it, even when this
-    // one leaves early.
-    queue.tail = before.then(() => mine);
-    queue.length += 1;
-    try {
-      await (signal ? settleBy(before, signal) : before);
-      return await task();
-    } finally {
-      done();
-      queue.length -= 1;
-      if (queue.length === 0 && this.#queues.get(bucket) === queue) this.#queues.delete(bucket);
+    for (const bucket of this.#windows.keys()) {
+      if (this.#windows.size < MAX_BUCKETS) break;
+      this.#windows.delete(bucket);
     }
   }
+}
+
+function insertSorted(list: number[], value: number): void {
+  let i = list.length;
+  while (i > 0 && (list[i - 1] as number) > value) i--;
+  list.splice(i, 0, value);
 }
 
 /**

@@ -141,13 +141,21 @@ export interface ClaimStore {
 
 /**
  * Rate-limit windows: the hits in (bucket, window) are slots numbered from 1,
- * each a unique key, so concurrent hits never exceed a limit.
+ * each a unique key, so concurrent hits from any number of instances never
+ * take one slot twice. Which slot to try is the caller's business
+ * (domain/rate-limiter.ts); every operation here but highestSlot is a point
+ * operation on one slot's key.
  */
 export interface RateLimitStore {
-  /** Hits recorded in the window starting at `windowStart`. */
-  count(bucket: string, windowStart: Date, options?: OperationOptions): Promise<number>;
-  /** Record one hit if the window holds fewer than `limit`; true when recorded. */
-  hit(bucket: string, windowStart: Date, limit: number, expiresAt: Date, options?: OperationOptions): Promise<boolean>;
+  /**
+   * Take one slot: true when this call stored it, false when it was taken
+   * already (by anyone, this caller's own earlier attempt included).
+   */
+  takeSlot(bucket: string, windowStart: Date, slot: number, expiresAt: Date, options?: OperationOptions): Promise<boolean>;
+  /** Whether the slot is taken (a read by key). */
+  slotTaken(bucket: string, windowStart: Date, slot: number, options?: OperationOptions): Promise<boolean>;
+  /** The highest slot taken in the window, 0 when none: a query, for resynchronizing only. */
+  highestSlot(bucket: string, windowStart: Date, options?: OperationOptions): Promise<number>;
 }
 
 /** The audit trail (kept until `expiresAt`, the configured retention). */

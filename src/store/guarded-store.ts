@@ -53,8 +53,9 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
       holderOf: (key, now, o) => read(o, (op) => claims.holderOf(key, now, op)),
     },
     rateLimits: {
-      count: (bucket, windowStart, o) => read(o, (op) => rateLimits.count(bucket, windowStart, op)),
-      hit: (bucket, windowStart, limit, expiresAt, o) => write(o, (op) => rateLimits.hit(bucket, windowStart, limit, expiresAt, op)),
+      takeSlot: (bucket, windowStart, slot, expiresAt, o) => write(o, (op) => rateLimits.takeSlot(bucket, windowStart, slot, expiresAt, op)),
+      slotTaken: (bucket, windowStart, slot, o) => read(o, (op) => rateLimits.slotTaken(bucket, windowStart, slot, op)),
+      highestSlot: (bucket, windowStart, o) => read(o, (op) => rateLimits.highestSlot(bucket, windowStart, op)),
     },
     audit: {
       append: (event, expiresAt) => circuit.run(undefined, WRITE, () => audit.append(event, expiresAt)),

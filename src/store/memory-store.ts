@@ -89,8 +89,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   const tombstones = newMap<string, LinkTombstone>();
   /** Claimed keys: when they expire, and who holds them ("" for claim()). */
   const claims = newMap<string, { expiresAt: Date; holder: string }>();
-  /** Hits per bucket and window; the window keys expire like claims. */
-  const rateWindows = newMap<string, { hits: number; expiresAt: Date }>();
+  /** Taken slots per bucket and window; the window keys expire like claims. */
+  const rateWindows = newMap<string, { slots: Set<number>; highest: number; expiresAt: Date }>();
   /** What falls due when, one queue per map; see purgeExpired. */
   const linkExpiries = new ExpiryQueue();
   const tombstoneExpiries = new ExpiryQueue();
@@ -264,19 +264,25 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
   const windowKey = (bucket: string, windowStart: Date) => `${bucket}|${windowStart.getTime()}`;
   const rateLimitStore: RateLimitStore = {
-    async count(bucket, windowStart) {
-      return rateWindows.get(windowKey(bucket, windowStart))?.hits ?? 0;
-    },
-    async hit(bucket, windowStart, limit, expiresAt) {
+    async takeSlot(bucket, windowStart, slot, expiresAt) {
       const key = windowKey(bucket, windowStart);
       const window = rateWindows.get(key);
-      const hits = window?.hits ?? 0;
-      if (hits >= limit) return false;
-      rateWindows.set(key, { hits: hits + 1, expiresAt });
-      // Queued when it is new, and again if its expiry moves (it never does
-      // for one window of the rate limiter): the sweep checks the time on record.
-      if (window?.expiresAt.getTime() !== expiresAt.getTime()) windowExpiries.add(expiresAt.getTime(), key);
+      if (window?.slots.has(slot)) return false;
+      if (window) {
+        window.slots.add(slot);
+        window.highest = Math.max(window.highest, slot);
+      } else {
+        rateWindows.set(key, { slots: new Set([slot]), highest: slot, expiresAt });
+        // Queued when it is new; the sweep checks the time on record.
+        windowExpiries.add(expiresAt.getTime(), key);
+      }
       return true;
+    },
+    async slotTaken(bucket, windowStart, slot) {
+      return rateWindows.get(windowKey(bucket, windowStart))?.slots.has(slot) ?? false;
+    },
+    async highestSlot(bucket, windowStart) {
+      return rateWindows.get(windowKey(bucket, windowStart))?.highest ?? 0;
     },
   };
 

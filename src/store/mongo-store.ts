@@ -32,7 +32,8 @@ import {
 //                confirmations, finished redemptions with their holder); TTL
 //                on expiresAt
 //   rate_limits  one document per hit: _id = bucket|window|slot, slots
-//                numbered from 1; index on {bucket,window,slot}; TTL
+//                numbered from 1, taken and probed by _id; index on
+//                {bucket,window,slot} (resynchronizing only); TTL
 //   audit_events one document per call; indexes on {email,at} and
 //                {userId,at}; TTL on expiresAt (the retention)
 // Every decision is a unique insert (tombstones, claims, rate-limit slots,
@@ -517,28 +518,26 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
       }),
   };
 
-  const highestSlot = async (bucket: string, window: Date, options?: OperationOptions) =>
-    (await rateHits.findOne({ bucket, window }, { ...abortable(options), sort: { slot: -1 }, projection: { slot: 1 } }))?.slot ?? 0;
+  const slotId = (bucket: string, window: Date, slot: number) => `${bucket}|${window.getTime()}|${slot}`;
   const rateLimitStore: RateLimitStore = {
-    count: (bucket, windowStart, options) => run(options, () => highestSlot(bucket, windowStart, options)),
-    hit: (bucket, windowStart, limit, expiresAt, options) =>
+    takeSlot: (bucket, windowStart, slot, expiresAt, options) =>
       run(options, async () => {
-        // Take the next free slot. A duplicate key means another hit took that
-        // slot first: that hit counted, so the window moved on and this loop
-        // ends after at most `limit` tries. Slots above `limit` are never taken.
-        for (let slot = (await highestSlot(bucket, windowStart, options)) + 1; slot <= limit; slot++) {
-          try {
-            await rateHits.insertOne(
-              { _id: `${bucket}|${windowStart.getTime()}|${slot}`, bucket, window: windowStart, slot, expiresAt },
-              abortable(options),
-            );
-            return true;
-          } catch (error) {
-            if (!isDuplicateKeyError(error)) throw error;
-          }
+        try {
+          await rateHits.insertOne({ _id: slotId(bucket, windowStart, slot), bucket, window: windowStart, slot, expiresAt }, abortable(options));
+          return true;
+        } catch (error) {
+          if (isDuplicateKeyError(error)) return false;
+          throw error;
         }
-        return false;
       }),
+    slotTaken: (bucket, windowStart, slot, options) =>
+      run(options, async () => (await rateHits.findOne({ _id: slotId(bucket, windowStart, slot) }, { ...abortable(options), projection: { _id: 1 } })) !== null),
+    highestSlot: (bucket, windowStart, options) =>
+      run(
+        options,
+        async () =>
+          (await rateHits.findOne({ bucket, window: windowStart }, { ...abortable(options), sort: { slot: -1 }, projection: { slot: 1 } }))?.slot ?? 0,
+      ),
   };
 
   const auditStore: AuditStore = {

@@ -72,13 +72,45 @@ function suite(name: string, openStore: () => Promise<Store>, inspect?: () => Pr
       assert.equal(await outcome(limiter, k, rule), "ok");
     });
 
-    test("50 concurrent hits from two instances sharing the store: exactly the limit pass", async () => {
+    test("200 concurrent hits against a limit of 50: exactly 50 pass", async () => {
+      const limiter = new RateLimiter(store.rateLimits, new ManualClock("2030-01-01T00:00:30.000Z"));
+      const results = await Promise.all(Array.from({ length: 200 }, () => outcome(limiter, key(), { limit: 50, windowMs: MINUTE })));
+      assert.ok(results.every((r) => r === "ok"), "distinct keys do not interfere");
+      const rule = { limit: 50, windowMs: MINUTE };
+      const k = key();
+      const hits = await Promise.all(Array.from({ length: 200 }, () => outcome(limiter, k, rule)));
+      assert.equal(hits.filter((r) => r === "ok").length, 50, JSON.stringify(hits));
+      assert.ok(hits.every((r) => r === "ok" || (r as number) <= 2 * MINUTE));
+    });
+
+    test("200 concurrent hits from two instances (two processes) sharing the store: exactly the limit of 50 pass", async () => {
       const clock = new ManualClock("2030-01-01T00:00:30.000Z");
       const instances = [new RateLimiter(store.rateLimits, clock), new RateLimiter(store.rateLimits, clock)];
-      const rule = { limit: 10, windowMs: MINUTE };
+      const rule = { limit: 50, windowMs: MINUTE };
       const k = key();
-      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => outcome(instances[i % 2]!, k, rule)));
-      assert.equal(results.filter((r) => r === "ok").length, 10, JSON.stringify(results));
+      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => outcome(instances[i % 2]!, k, rule)));
+      assert.equal(results.filter((r) => r === "ok").length, 50, JSON.stringify(results));
+      // Both now know the window is full, and a third, new one learns it too.
+      const third = new RateLimiter(store.rateLimits, clock);
+      for (const limiter of [...instances, third]) assert.notEqual(await outcome(limiter, k, rule), "ok");
+    });
+
+    test("two instances one after the other share one limit, the previous window included", async () => {
+      const clock = new ManualClock("2030-01-01T00:00:00.000Z");
+      const [a, b] = [new RateLimiter(store.rateLimits, clock), new RateLimiter(store.rateLimits, clock)];
+      const rule = { limit: 4, windowMs: MINUTE };
+      const k = key();
+      assert.equal(await outcome(a, k, rule), "ok");
+      assert.equal(await outcome(a, k, rule), "ok", "a is warm");
+      assert.equal(await outcome(b, k, rule), "ok", "b starts cold, past a's slots");
+      assert.equal(await outcome(a, k, rule), "ok", "a's guess is behind: it moves past b's slot");
+      assert.notEqual(await outcome(b, k, rule), "ok");
+      assert.notEqual(await outcome(a, k, rule), "ok");
+      clock.advance(MINUTE + MINUTE / 2); // half of the previous window's 4 still counts
+      assert.equal(await outcome(b, k, rule), "ok");
+      assert.equal(await outcome(a, k, rule), "ok");
+      assert.notEqual(await outcome(b, k, rule), "ok");
+      assert.notEqual(await outcome(a, k, rule), "ok");
     });
 
     test("a limit of 0 is off", async () => {
@@ -104,52 +136,181 @@ suite(
   async () => JSON.stringify(await database.client.db(database.name).collection("rate_limits").find().toArray()),
 );
 
-describe("the per-bucket queue", () => {
-  /** A rate-limit store whose hits hang until released. */
-  function hangingStore() {
-    const waiting: (() => void)[] = [];
-    let hits = 0;
-    const store: RateLimitStore = {
-      count: async () => 0,
-      hit: () =>
-        new Promise<boolean>((resolve) => {
-          hits += 1;
-          waiting.push(() => resolve(true));
-        }),
-    };
-    return { store, waiting, hits: () => hits };
-  }
-  const rule = { limit: 1_000, windowMs: MINUTE };
+/**
+ * A rate-limit store over the embedded one whose operations wait until the
+ * test lets them run: `round()` runs every operation issued so far at once,
+ * as one round trip. `hold` keeps matching operations back until released.
+ */
+function steppedStore() {
+  const inner = createMemoryStore().rateLimits;
+  const pending: (() => void)[] = [];
+  const held: (() => void)[] = [];
+  const ops: string[] = [];
+  let hold: ((op: string, bucket: string) => boolean) | undefined;
+  let fail: ((op: string) => boolean) | undefined;
+  const wrap =
+    <A extends unknown[], R>(name: string, operation: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> =>
+      new Promise<R>((resolve, reject) => {
+        ops.push(name);
+        const go = () => {
+          if (fail?.(name)) reject(new Error("store failed"));
+          else operation(...args).then(resolve, reject);
+        };
+        if (hold?.(name, args[0] as string)) held.push(go);
+        else pending.push(go);
+      });
+  const store: RateLimitStore = {
+    takeSlot: wrap("takeSlot", inner.takeSlot.bind(inner)),
+    slotTaken: wrap("slotTaken", inner.slotTaken.bind(inner)),
+    highestSlot: wrap("highestSlot", inner.highestSlot.bind(inner)),
+  };
+  const tick = () => new Promise((resolve) => setImmediate(resolve));
+  return {
+    store,
+    ops,
+    held,
+    setHold: (h: typeof hold) => (hold = h),
+    setFail: (f: typeof fail) => (fail = f),
+    /** Runs the operations issued so far (one round trip); false when there were none. */
+    async round(): Promise<boolean> {
+      await tick();
+      const now = pending.splice(0);
+      for (const go of now) go();
+      await tick();
+      return now.length > 0;
+    },
+    /** Round trips until `promise` settles. */
+    async roundsUntil(promise: Promise<unknown>): Promise<number> {
+      let settled = false;
+      promise.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      let rounds = 0;
+      for (;;) {
+        await tick();
+        if (settled) return rounds;
+        if (await this.round()) rounds++;
+        else if (!settled) throw new Error("the take waits for nothing the test controls");
+      }
+    },
+    /** `promise`, its store operations run round by round. */
+    async drive<T>(promise: Promise<T>): Promise<T> {
+      await this.roundsUntil(promise);
+      return promise;
+    },
+  };
+}
 
-  test("a hit waiting behind a slow one leaves as soon as its call ends, and the queue goes on", async () => {
-    const { store, waiting, hits } = hangingStore();
-    const limiter = new RateLimiter(store, new ManualClock("2030-01-01T00:00:00.000Z"));
-    const first = limiter.take("test", "k", rule);
-    await new Promise((resolve) => setImmediate(resolve));
-    const call = new AbortController();
-    const second = limiter.take("test", "k", rule, { signal: call.signal });
-    const third = limiter.take("test", "k", rule);
-    call.abort(new DOMException("the client's deadline passed", "TimeoutError"));
-    await assert.rejects(second, { name: "TimeoutError" });
-    assert.equal(hits(), 1, "only the first is at the store");
-    waiting.shift()?.();
-    await first;
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(hits(), 2, "the third runs next; the second never reached the store");
-    waiting.shift()?.();
-    await third;
+describe("no queue, one round trip", () => {
+  const rule = { limit: 1_000, windowMs: MINUTE };
+  const clock = () => new ManualClock("2030-01-01T00:00:30.000Z");
+
+  test("a warm hit is one insert by key; a new bucket's first hit two round trips of point operations", async () => {
+    const s = steppedStore();
+    const limiter = new RateLimiter(s.store, clock());
+    assert.equal(await s.roundsUntil(limiter.take("test", "k", rule)), 2);
+    assert.deepEqual(s.ops, ["slotTaken", "slotTaken", "takeSlot"], "slot 1 of both windows, then the insert");
+    for (let i = 0; i < 5; i++) {
+      s.ops.length = 0;
+      assert.equal(await s.roundsUntil(limiter.take("test", "k", rule)), 1);
+      assert.deepEqual(s.ops, ["takeSlot"]);
+    }
   });
 
-  test("the queue is bounded: past its length, hits go to the store at once", async () => {
-    const { store, waiting, hits } = hangingStore();
-    const limiter = new RateLimiter(store, new ManualClock("2030-01-01T00:00:00.000Z"));
-    const takes = Array.from({ length: 100 }, () => limiter.take("test", "k", rule));
+  test("concurrent warm hits to one bucket go to the store together: one round trip for all", async () => {
+    const s = steppedStore();
+    const limiter = new RateLimiter(s.store, clock());
+    await s.drive(limiter.take("test", "k", rule));
+    s.ops.length = 0;
+    const takes = Promise.all(Array.from({ length: 20 }, () => limiter.take("test", "k", rule)));
+    assert.equal(await s.roundsUntil(takes), 1);
+    assert.equal(s.ops.length, 20);
+    assert.ok(s.ops.every((op) => op === "takeSlot"));
+  });
+
+  test("a hit whose insert hangs delays no other hit, to its bucket or another", async () => {
+    const s = steppedStore();
+    const limiter = new RateLimiter(s.store, clock());
+    // Warm up both buckets.
+    for (const k of ["a", "b"]) await s.drive(limiter.take("test", k, rule));
+    let holdNext = true;
+    s.setHold((op) => {
+      if (op !== "takeSlot" || !holdNext) return false;
+      holdNext = false;
+      return true;
+    });
+    let slowDone = false;
+    const slow = limiter.take("test", "a", rule).then(() => (slowDone = true));
     await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(hits(), 1 + (100 - 64), "one running, 63 waiting, the other 36 not queued");
-    while (hits() < 100 || waiting.length > 0) {
-      waiting.shift()?.();
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    await Promise.all(takes);
+    assert.equal(s.held.length, 1, "the first hit's insert is held");
+    assert.equal(await s.roundsUntil(limiter.take("test", "a", rule)), 1, "the same bucket");
+    assert.equal(await s.roundsUntil(limiter.take("test", "b", rule)), 1, "another bucket");
+    assert.equal(slowDone, false, "the slow one is still waiting");
+    s.held.shift()?.();
+    await slow;
+  });
+
+  test("a new bucket whose first read hangs delays no other bucket; hits that wait for it leave when their call ends", async () => {
+    const s = steppedStore();
+    const limiter = new RateLimiter(s.store, clock());
+    s.setHold((op, bucket) => op === "slotTaken" && bucket.startsWith("slow:"));
+    const first = limiter.take("slow", "k", rule);
+    const call = new AbortController();
+    const second = limiter.take("slow", "k", rule, { signal: call.signal });
+    assert.equal(await s.roundsUntil(limiter.take("fast", "k", rule)), 2);
+    call.abort(new DOMException("the client's deadline passed", "TimeoutError"));
+    await assert.rejects(second, { name: "TimeoutError" });
+    assert.equal(s.held.length, 2, "one read of both windows, shared by both hits");
+    s.setHold(undefined);
+    for (const go of s.held.splice(0)) go();
+    assert.equal(await s.roundsUntil(first), 1, "then the insert");
+  });
+
+  test("a failed insert leaves no gap: its slot is tried again by the next hit", async () => {
+    const s = steppedStore();
+    const limiter = new RateLimiter(s.store, clock());
+    const tight = { limit: 2, windowMs: MINUTE };
+    await s.drive(limiter.take("test", "k", tight));
+    s.setFail((op) => op === "takeSlot");
+    await assert.rejects(s.drive(limiter.take("test", "k", tight)), /store failed/);
+    s.setFail(undefined);
+    await s.drive(limiter.take("test", "k", tight)); // slot 2 again
+    await assert.rejects(s.drive(limiter.take("test", "k", tight)), { reason: "over_rate_limit" });
+  });
+
+  test("a cold instance facing a busy bucket does not walk the slots one by one", async () => {
+    const s = steppedStore();
+    const busy = new RateLimiter(s.store, clock());
+    const rule40 = { limit: 40, windowMs: MINUTE };
+    await s.drive(Promise.all(Array.from({ length: 39 }, () => busy.take("test", "k", rule40))));
+    s.ops.length = 0;
+    const cold = new RateLimiter(s.store, clock());
+    assert.equal(await s.roundsUntil(cold.take("test", "k", rule40)), 3, "slot 1 of both windows, the current window's highest slot, the insert");
+    assert.deepEqual(s.ops, ["slotTaken", "slotTaken", "highestSlot", "takeSlot"]);
+    s.ops.length = 0;
+    // The first instance's guess (slot 40) is now behind by one: one conflict, one more insert.
+    assert.equal(await s.roundsUntil(busy.take("test", "k", { limit: 50, windowMs: MINUTE })), 2);
+    // Far behind: after four conflicts in a row, one query resynchronizes it.
+    const other = new RateLimiter(s.store, clock());
+    await s.drive(Promise.all(Array.from({ length: 8 }, () => other.take("test", "k", { limit: 50, windowMs: MINUTE }))));
+    s.ops.length = 0;
+    assert.equal(await s.roundsUntil(busy.take("test", "k", { limit: 50, windowMs: MINUTE })), 6);
+    assert.deepEqual(s.ops, ["takeSlot", "takeSlot", "takeSlot", "takeSlot", "highestSlot", "takeSlot"]);
+    s.ops.length = 0;
+    assert.equal(await s.roundsUntil(busy.take("test", "k", { limit: 60, windowMs: MINUTE })), 1, "and it is warm again");
+  });
+
+  test("over the limit a warm instance refuses without a round trip, and stores nothing", async () => {
+    const s = steppedStore();
+    const limiter = new RateLimiter(s.store, clock());
+    const tight = { limit: 2, windowMs: MINUTE };
+    for (let i = 0; i < 2; i++) await s.drive(limiter.take("test", "k", tight));
+    s.ops.length = 0;
+    const refused = limiter.take("test", "k", tight);
+    assert.equal(await s.roundsUntil(refused), 0);
+    await assert.rejects(refused, (error: unknown) => error instanceof AuthlinkError && error.reason === "over_rate_limit" && (error.retryAfterMs ?? 0) >= 1_000);
+    assert.deepEqual(s.ops, []);
   });
 });

@@ -52,7 +52,7 @@ export async function fillStore(store: Store, fill: Fill): Promise<void> {
     await store.links.insert([link]);
     await store.links.markIssued([link.tokenHash]);
     await store.claims.claim(`otp:${link.tokenHash}:1`, link.expiresAt);
-    await store.rateLimits.hit(`${fill.prefix}-bucket-${i}`, fill.at, 10, link.expiresAt);
+    await store.rateLimits.takeSlot(`${fill.prefix}-bucket-${i}`, fill.at, 1, link.expiresAt);
     await store.audit.append(fillEvent(fill, i), link.expiresAt);
     if (i % 2 === 0) {
       await store.tombstones.record([tombstoneOf(link, "used", fill.at)]);

@@ -187,8 +187,9 @@ describe("embedded store: point operations", () => {
     assert.equal(await store.links.delete(link.tokenHash), true);
     assert.ok(await store.tombstones.find(link.tokenHash, AT));
     assert.equal(await store.users.confirmEmail(user.id, AT).then((u) => u?.id), user.id);
-    assert.equal(await store.rateLimits.hit("round-bucket", AT, 5, link.expiresAt), true);
-    assert.equal(await store.rateLimits.count("round-bucket", AT), 1);
+    assert.equal(await store.rateLimits.takeSlot("round-bucket", AT, 1, link.expiresAt), true);
+    assert.equal(await store.rateLimits.slotTaken("round-bucket", AT, 1), true);
+    assert.equal(await store.rateLimits.highestSlot("round-bucket", AT), 1);
     await store.audit.append(fillEvent(fill, 0), link.expiresAt);
     // The sweep when this round's entries are due and nobody else's are.
     const purged = await store.purgeExpired(fillForgottenAt(fill));

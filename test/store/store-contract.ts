@@ -641,35 +641,37 @@ export function runStoreContract(name: string, open: OpenStore): void {
     describe("rate limits", () => {
       const window = at(0);
 
-      it("hits are counted per bucket and window, up to the limit", async (store) => {
+      it("a slot is taken once per bucket and window; the highest taken slot is the window's count", async (store) => {
         const bucket = unique("bucket");
-        assert.equal(await store.rateLimits.count(bucket, window), 0);
-        assert.equal(await store.rateLimits.hit(bucket, window, 2, at(HOUR)), true);
-        assert.equal(await store.rateLimits.count(bucket, window), 1);
-        assert.equal(await store.rateLimits.hit(bucket, window, 2, at(HOUR)), true);
-        assert.equal(await store.rateLimits.hit(bucket, window, 2, at(HOUR)), false);
-        assert.equal(await store.rateLimits.count(bucket, window), 2, "a refused hit is not counted");
-        assert.equal(await store.rateLimits.hit(bucket, window, 3, at(HOUR)), true, "a higher limit lets one more in");
-        assert.equal(await store.rateLimits.count(bucket, window), 3);
-        assert.equal(await store.rateLimits.count(bucket, at(60_000)), 0, "another window");
-        assert.equal(await store.rateLimits.count(unique("other"), window), 0, "another bucket");
-        assert.equal(await store.rateLimits.hit(bucket, at(60_000), 1, at(HOUR)), true, "a new window starts empty");
+        const rl = store.rateLimits;
+        assert.equal(await rl.highestSlot(bucket, window), 0);
+        assert.equal(await rl.slotTaken(bucket, window, 1), false);
+        assert.equal(await rl.takeSlot(bucket, window, 1, at(HOUR)), true);
+        assert.equal(await rl.slotTaken(bucket, window, 1), true);
+        assert.equal(await rl.takeSlot(bucket, window, 1, at(HOUR)), false, "taken already");
+        assert.equal(await rl.takeSlot(bucket, window, 2, at(HOUR)), true);
+        assert.equal(await rl.highestSlot(bucket, window), 2);
+        assert.equal(await rl.takeSlot(bucket, window, 5, at(HOUR)), true, "slots need not be taken in order");
+        assert.equal(await rl.highestSlot(bucket, window), 5);
+        assert.equal(await rl.slotTaken(bucket, window, 3), false);
+        assert.equal(await rl.highestSlot(bucket, at(60_000)), 0, "another window");
+        assert.equal(await rl.slotTaken(bucket, at(60_000), 1), false, "another window");
+        assert.equal(await rl.highestSlot(unique("other"), window), 0, "another bucket");
+        assert.equal(await rl.takeSlot(bucket, at(60_000), 1, at(HOUR)), true, "a new window starts empty");
       });
 
-      it("40 concurrent hits with a limit of 7: exactly 7 recorded", async (store) => {
+      it("40 concurrent takes of one slot: exactly one wins", async (store) => {
         const bucket = unique("bucket-race");
-        const results = await concurrently(40, () => store.rateLimits.hit(bucket, window, 7, at(HOUR)));
-        assert.equal(count(results, Boolean), 7);
-        assert.equal(await store.rateLimits.count(bucket, window), 7);
+        const results = await concurrently(40, () => store.rateLimits.takeSlot(bucket, window, 1, at(HOUR)));
+        assert.equal(count(results, Boolean), 1);
+        assert.equal(await store.rateLimits.highestSlot(bucket, window), 1);
       });
 
-      it("40 concurrent hits well under the limit: every one is recorded", async (store) => {
-        // "Record one hit if the window holds fewer than `limit`": with room
-        // for 1000, no hit may be refused, however many arrive at once.
+      it("40 concurrent takes of distinct slots: every one is stored", async (store) => {
         const bucket = unique("bucket-burst");
-        const results = await concurrently(40, () => store.rateLimits.hit(bucket, window, 1000, at(HOUR)));
-        assert.equal(count(results, (r) => !r), 0, "refused hits");
-        assert.equal(await store.rateLimits.count(bucket, window), 40);
+        const results = await concurrently(40, (i) => store.rateLimits.takeSlot(bucket, window, i + 1, at(HOUR)));
+        assert.equal(count(results, (r) => !r), 0, "refused takes");
+        assert.equal(await store.rateLimits.highestSlot(bucket, window), 40);
       });
     });
 
@@ -846,8 +848,8 @@ export function runStoreContract(name: string, open: OpenStore): void {
         await store.audit.append(newEvent, after);
 
         const [expiredBucket, liveBucket] = [unique("pb"), unique("pb")];
-        await store.rateLimits.hit(expiredBucket, at(0), 5, just);
-        await store.rateLimits.hit(liveBucket, at(0), 5, after);
+        await store.rateLimits.takeSlot(expiredBucket, at(0), 1, just);
+        await store.rateLimits.takeSlot(liveBucket, at(0), 1, after);
 
         const user = newUser();
         await store.users.insert(user);
@@ -863,8 +865,9 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.equal(await store.claims.claim(expiredKey, at(HOUR)), true, "a purged claim's key can be claimed again");
         assert.equal(await store.claims.claim(liveKey, at(HOUR)), false);
         same(await store.audit.find({ email }, 10), [newEvent]);
-        assert.equal(await store.rateLimits.count(expiredBucket, at(0)), 0);
-        assert.equal(await store.rateLimits.count(liveBucket, at(0)), 1);
+        assert.equal(await store.rateLimits.highestSlot(expiredBucket, at(0)), 0);
+        assert.equal(await store.rateLimits.slotTaken(expiredBucket, at(0), 1), false, "a purged slot is free");
+        assert.equal(await store.rateLimits.highestSlot(liveBucket, at(0)), 1);
         same(await store.users.findById(user.id), user, "users are not purged");
 
         assert.equal(await store.purgeExpired(now), 0, "nothing left to purge at the same instant");
