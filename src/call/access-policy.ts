@@ -19,10 +19,18 @@ export interface ServicePolicy {
  * explicit ACCESS_PUBLIC requires the service role.
  */
 export const contractPolicy: ServicePolicy = {
-  access: (method) =>
-    hasOption(method, access) && getOption(method, access) === Access.PUBLIC ? "public" : "service_role",
+  access: (method) => {
+    // Read once per method: getOption decodes the option on every call.
+    let decided = contractAccess.get(method);
+    if (decided === undefined) {
+      decided = hasOption(method, access) && getOption(method, access) === Access.PUBLIC ? "public" : "service_role";
+      contractAccess.set(method, decided);
+    }
+    return decided;
+  },
   audited: true,
 };
+const contractAccess = new WeakMap<DescMethod, MethodAccess>();
 
 /** A foreign service: each method's access named explicitly; the rest denied. Not audited. */
 export function explicitPolicy(table: Readonly<Record<string, MethodAccess>>): ServicePolicy {

@@ -1,5 +1,4 @@
-import { createHash } from "node:crypto";
-import { constantTimeEqual } from "../crypto/constant-time.js";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Secret } from "../crypto/secret.js";
 
 export const MIN_SERVICE_KEY_LENGTH = 32;
@@ -15,14 +14,18 @@ export function serviceKeyIdentity(key: string): string {
 }
 
 export function createServiceKeyMatcher(keys: readonly Secret[]): ServiceKeyMatcher {
-  const entries = keys.map((key) => ({ key, identity: serviceKeyIdentity(key.reveal()) }));
+  // Each configured key's SHA-256 is taken once; a presented key is hashed
+  // once per call and compared with every digest in constant time (fixed-size
+  // digests: the time says nothing about lengths either).
+  const entries = keys.map((key) => ({ digest: createHash("sha256").update(key.reveal()).digest(), identity: serviceKeyIdentity(key.reveal()) }));
   return {
     match(presented) {
       // Compare against every key, without stopping early, so timing says
       // nothing about which key (or how many) came close.
       let found: string | undefined;
+      const digest = createHash("sha256").update(presented).digest();
       for (const entry of entries) {
-        if (constantTimeEqual(presented, entry.key.reveal())) found ??= entry.identity;
+        if (timingSafeEqual(digest, entry.digest)) found ??= entry.identity;
       }
       return found;
     },
