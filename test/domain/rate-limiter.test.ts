@@ -314,3 +314,21 @@ describe("no queue, one round trip", () => {
     assert.deepEqual(s.ops, []);
   });
 });
+
+describe("state kept per bucket", () => {
+  test("past 50,000 buckets a new one forgets a quarter at once, not one per new bucket", async () => {
+    // A bulk run brings a new address, hence a new bucket, with every call;
+    // forgetting one bucket per new one walked all 50,000 each time (the
+    // bench saw CPU per pair triple once a run had passed 50,000 addresses).
+    const store = createMemoryStore();
+    const limiter = new RateLimiter(store.rateLimits, new ManualClock("2030-01-01T00:00:00.000Z"));
+    const rule = { limit: 5, windowMs: 60 * MINUTE };
+    for (let i = 0; i < 50_000; i++) await limiter.take("bulk", `address-${i}`, rule);
+    assert.equal(limiter.trackedBuckets, 50_000);
+    await limiter.take("bulk", "address-50000", rule);
+    assert.equal(limiter.trackedBuckets, 37_501, "down to three quarters, plus the new one");
+    for (let i = 50_001; i < 60_000; i++) await limiter.take("bulk", `address-${i}`, rule);
+    assert.equal(limiter.trackedBuckets, 47_500, "no walk again until the cap is reached");
+    await store.close();
+  });
+});
