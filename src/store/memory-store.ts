@@ -15,6 +15,7 @@ import type {
 } from "../domain/store.js";
 import { ExpiryQueue } from "./expiry-queue.js";
 import { createRing } from "./ring-buffer.js";
+import { plainCopy } from "./plain-copy.js";
 
 // The embedded store: everything in process memory, gone on restart. Each
 // method does all of its reads and writes synchronously, so on Node's single
@@ -34,7 +35,7 @@ import { createRing } from "./ring-buffer.js";
 // (The sweep alone gives other calls a turn between slices of a large
 // backlog; each deletion in it is still done whole, index entries with it.)
 
-const copy = <T>(value: T): T => structuredClone(value);
+const copy = plainCopy;
 
 export interface MemoryStoreOptions {
   /**
