@@ -90,6 +90,8 @@ export function validateGenerateLink(
   if (input.data !== undefined && type !== undefined) {
     if (!TYPES_WITH_DATA.has(type)) {
       bad("data", "is allowed only for SIGNUP or INVITE or MAGICLINK");
+    } else if (nestingDepth(input.data) > MAX_DATA_DEPTH) {
+      bad("data", `must nest at most ${MAX_DATA_DEPTH} levels deep`);
     } else if (Buffer.byteLength(JSON.stringify(input.data)) > settings.maxUserDataBytes) {
       bad("data", `must be at most ${settings.maxUserDataBytes} bytes as JSON`);
     }
@@ -151,4 +153,25 @@ export function validateVerifyLink(input: VerifyLinkInput, otp: OtpCodec): Verif
   }
   if (violations.length > 0 || type === undefined || credential.kind !== "token") throw invalidRequest(violations);
   return { type, credential };
+}
+
+/**
+ * How deep `data` may nest: MongoDB refuses documents nested past 100 levels,
+ * and copying or serializing a value thousands of levels deep overflows the
+ * stack, while a size-limited request can nest that deep. Metadata needs a few.
+ */
+export const MAX_DATA_DEPTH = 32;
+
+/** Levels of objects and arrays in a JSON value (a scalar is 0), walked without recursion. */
+function nestingDepth(value: unknown): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== "object") continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_DATA_DEPTH) return deepest;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return deepest;
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AuthlinkError } from "../../src/domain/errors.js";
-import { validateGenerateLink, validateVerifyLink, type GenerateLinkInput } from "../../src/domain/link-requests.js";
+import { MAX_DATA_DEPTH, validateGenerateLink, validateVerifyLink, type GenerateLinkInput } from "../../src/domain/link-requests.js";
+import type { JsonObject } from "../../src/domain/user.js";
 import type { LinkSettings } from "../../src/domain/link-settings.js";
 import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
 import { createOtpCodec } from "../../src/crypto/otp.js";
@@ -85,6 +86,19 @@ describe("validateGenerateLink", () => {
     const multibyte = { k: `${"x".repeat(100 - '{"k":""}'.length - 1)}é` };
     assert.equal(JSON.stringify(multibyte).length, 100);
     assert.deepEqual(failure(generate({ data: multibyte })).fields, ["data"]);
+  });
+
+  test("data: nested at most 32 levels deep (checked without recursion)", () => {
+    const nested = (levels: number) => {
+      let value: JsonObject = { leaf: "x" };
+      for (let i = 1; i < levels; i++) value = { d: value };
+      return value;
+    };
+    validateGenerateLink({ ...base, data: nested(MAX_DATA_DEPTH) }, { ...settings, maxUserDataBytes: 1_000_000 }, redirects);
+    for (const levels of [MAX_DATA_DEPTH + 1, 100_000]) {
+      const run = () => validateGenerateLink({ ...base, data: nested(levels) }, { ...settings, maxUserDataBytes: 1_000_000 }, redirects);
+      assert.deepEqual(failure(run).fields, ["data"], `${levels} levels`);
+    }
   });
 
   test("expires_in: bounds inclusive", () => {
