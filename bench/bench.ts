@@ -7,6 +7,7 @@ import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { CONFIG_VARIABLES } from "../src/config/config.js";
 import { installFerretDB, startFerretDB, type RunningFerretDB } from "../test/support/ferretdb.js";
 import { freePort } from "../test/support/ports.js";
 
@@ -43,14 +44,8 @@ interface Server {
   stop(): Promise<void>;
 }
 
-const RATE_LIMITS = [
-  "AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER",
-  "AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL",
-  "AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS",
-  "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL_AND_CLIENT",
-  "AUTHLINK_RATE_LIMIT_VERIFY_CODE_PER_EMAIL",
-  "AUTHLINK_RATE_LIMIT_REFUSALS_PER_ADDRESS",
-];
+/** Every rate-limit variable authlink reads: "off" for the limits-off rows. */
+const RATE_LIMITS = CONFIG_VARIABLES.filter((name) => name.startsWith("AUTHLINK_RATE_LIMIT_"));
 
 /**
  * "on": every limiter counts, with ceilings the bench never reaches (the

@@ -5,18 +5,8 @@ import type { LinkRecord } from "../../src/domain/link.js";
 import type { Store } from "../../src/domain/store.js";
 import type { RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import { linkParams } from "../support/links.js";
-import { createAuditTrail } from "../../src/audit/audit-trail.js";
-import { createOtpCodec } from "../../src/crypto/otp.js";
-import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
-import { Secret } from "../../src/crypto/secret.js";
-import { LinkService } from "../../src/domain/link-service.js";
-import type { LinkSettings } from "../../src/domain/link-settings.js";
-import { RateLimiter } from "../../src/domain/rate-limiter.js";
-import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
 import { createLogger } from "../../src/log/logger.js";
-import { testAssertionSigner } from "../support/assertions.js";
-import { HOUR, NO_RATE_LIMITS, TEST_LINK_SETTINGS } from "../support/link-service-fixture.js";
-import { ManualClock } from "../support/manual-clock.js";
+import { HOUR, makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS } from "../support/link-service-fixture.js";
 import { fillForgottenAt, fillStore } from "../store/memory-store-fill.js";
 
 // What the embedded store costs as it fills up (not a test: it prints).
@@ -39,24 +29,6 @@ const WIDE_LIMITS: RateLimitSettings = {
   verifyPerAddress: { limit: 1_000_000, windowMs: 60_000 },
 };
 
-/** Like the domain tests' fixture, but with a silent logger (the fixture's keeps every line it is given). */
-function makeLinkService(store: Store, options: { rateLimits: RateLimitSettings; settings?: Partial<LinkSettings> }) {
-  const clock = new ManualClock();
-  const links = new LinkService({
-    store,
-    clock,
-    otp: createOtpCodec(new Secret("s".repeat(32)), 6),
-    passwords: createArgon2Hasher(DEFAULT_ARGON2_PARAMS),
-    redirects: compileRedirectPolicy(["https://app.example.com/**"]).policy,
-    settings: { ...TEST_LINK_SETTINGS, ...options.settings },
-    rateLimiter: new RateLimiter(store.rateLimits, clock),
-    rateLimits: options.rateLimits,
-    audit: createAuditTrail({ store: store.audit, logger: createLogger("silent"), retentionMs: 60_000 }),
-    assertions: testAssertionSigner(),
-  });
-  return { links, clock };
-}
-
 type Sizes = Record<string, number>;
 const sizesOf = (store: Store): Sizes | undefined => (store as { sizes?: () => Sizes }).sizes?.();
 
@@ -76,7 +48,7 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.le
 
 async function callCost(outstanding: number, userCount: number, rounds: number) {
   const store = createMemoryStore();
-  const { links, clock } = makeLinkService(store, { rateLimits: WIDE_LIMITS });
+  const { links, clock } = makeLinkService(store, { rateLimits: WIDE_LIMITS, logger: createLogger("silent") });
   const now = clock.now();
   for (let i = 0; i < userCount; i++) {
     await store.users.insert({ id: `user-${i}`, email: `user-${i}@example.com`, createdAt: now, updatedAt: now, userMetadata: {} });
@@ -121,6 +93,7 @@ async function churn(total: number, userCount: number) {
   const { links, clock } = makeLinkService(store, {
     rateLimits: { ...WIDE_LIMITS, generatePerEmail: { limit: 1_000, windowMs: 1_000 } },
     settings: { expiry: { ...TEST_LINK_SETTINGS.expiry, minMs: 1_000 }, tombstoneGraceMs: 2_000 },
+    logger: createLogger("silent"),
   });
   const gc = (globalThis as { gc?: () => void }).gc;
   const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0).padStart(6);

@@ -12,6 +12,7 @@ import { ManualClock } from "../support/manual-clock.js";
 import { useTestDatabase } from "../support/mongo.js";
 import { mongoHostPort, startTcpProxy, viaProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { GRPC_JS_LISTENER, GRPC_LISTENERS, grpcUrlOf, startTestServer, type GrpcListener, type TestServer } from "../support/test-server.js";
+import { eventually } from "../support/eventually.js";
 
 // A hostile caller's view of authlink, through real clients and the MongoDB
 // store. Every case asserts the status code, the reason, and that nothing was
@@ -594,16 +595,3 @@ describe("leakage", () => {
     assert.ok(!everything.includes(`"${signup.emailOtp}"`), "the code leaked");
   });
 });
-
-/** Retries an operation until it succeeds or a deadline passes (for recovery after a fault). */
-async function eventually<T>(operation: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await operation();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}

@@ -360,47 +360,43 @@ describe("protocol refusals: counted by kind, logged at a bounded pace", () => {
     return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
   };
 
-  test("each kind of refusal is counted once per request", async () => {
+  type Send = () => Promise<unknown>;
+  /** The refusals a gRPC request's frame or headers cause, sent with `grpcCall`. */
+  const grpcFrameRefusals = (grpcCall: (body: Buffer, headers?: Record<string, string>) => Promise<unknown>): Record<string, Send> => ({
+    oversize: () => grpcCall(grpcFrame(Buffer.alloc(MAX_REQUEST_BYTES + 1))),
+    bad_envelope: () => grpcCall(grpcFrame(Buffer.alloc(10)).subarray(0, 8)),
+    undecodable: () => grpcCall(grpcFrame(garbage)),
+    compression_not_supported: () => grpcCall(grpcFrame(garbage, 1), { "grpc-encoding": "snappy" }),
+    bad_header: () => grpcCall(grpcFrame(Buffer.alloc(0)), { "grpc-timeout": "soon" }),
+  });
+  /** Sends each refusal twice; each kind's counter must have grown by exactly two. */
+  const assertCountedTwice = async (sent: Record<string, Send>) => {
     const before = await scrape();
+    for (const send of Object.values(sent)) {
+      await send();
+      await send();
+    }
+    const afterwards = await scrape();
+    for (const kind of Object.keys(sent)) assert.equal(refusals(afterwards, kind) - refusals(before, kind), 2, kind);
+  };
+
+  test("each kind of refusal is counted once per request", async () => {
     const grpcCall = (body: Buffer, headers: Record<string, string> = {}) =>
       rawHttp2(server.url, { path: `${service}/VerifyLink`, headers: { "content-type": "application/grpc", te: "trailers", ...headers }, body });
-    const sent: Record<string, () => Promise<unknown>> = {
+    await assertCountedTwice({
       unknown_path: () => rawRequest(`${server.url}${service}/NoSuchMethod`, { headers: { "content-type": "application/json" }, body: "{}" }),
       method_not_allowed: () => rawRequest(`${server.url}${service}/GenerateLink`, { method: "PUT", headers: { "content-type": "application/json" }, body: "{}" }),
       unsupported_media_type: () => rawRequest(`${server.url}${service}/VerifyLink`, { headers: { "content-type": "text/plain" }, body: "hello" }),
       http_version_not_supported: () =>
         rawRequest(`${server.url}/grpc.reflection.v1.ServerReflection/ServerReflectionInfo`, { headers: { "content-type": "application/connect+proto" }, body: "" }),
-      oversize: () => grpcCall(grpcFrame(Buffer.alloc(MAX_REQUEST_BYTES + 1))),
-      bad_envelope: () => grpcCall(grpcFrame(Buffer.alloc(10)).subarray(0, 8)),
-      undecodable: () => grpcCall(grpcFrame(garbage)),
-      compression_not_supported: () => grpcCall(grpcFrame(garbage, 1), { "grpc-encoding": "snappy" }),
-      bad_header: () => grpcCall(grpcFrame(Buffer.alloc(0)), { "grpc-timeout": "soon" }),
-    };
-    for (const send of Object.values(sent)) {
-      await send();
-      await send();
-    }
-    const afterwards = await scrape();
-    for (const kind of Object.keys(sent)) assert.equal(refusals(afterwards, kind) - refusals(before, kind), 2, kind);
+      ...grpcFrameRefusals(grpcCall),
+    });
   });
 
   test("the grpc-js listener counts its refusals under the same kinds", async () => {
-    const before = await scrape();
     const grpcCall = (body: Buffer, headers: Record<string, string> = {}) =>
       rawHttp2(grpcUrlOf(server, "grpc-js"), { path: `${service}/VerifyLink`, headers: { "content-type": "application/grpc", te: "trailers", ...headers }, body });
-    const sent: Record<string, () => Promise<unknown>> = {
-      oversize: () => grpcCall(grpcFrame(Buffer.alloc(MAX_REQUEST_BYTES + 1))),
-      bad_envelope: () => grpcCall(grpcFrame(Buffer.alloc(10)).subarray(0, 8)),
-      undecodable: () => grpcCall(grpcFrame(garbage)),
-      compression_not_supported: () => grpcCall(grpcFrame(garbage, 1), { "grpc-encoding": "snappy" }),
-      bad_header: () => grpcCall(grpcFrame(Buffer.alloc(0)), { "grpc-timeout": "soon" }),
-    };
-    for (const send of Object.values(sent)) {
-      await send();
-      await send();
-    }
-    const afterwards = await scrape();
-    for (const kind of Object.keys(sent)) assert.equal(refusals(afterwards, kind) - refusals(before, kind), 2, kind);
+    await assertCountedTwice(grpcFrameRefusals(grpcCall));
   });
 
   test("a burst is logged in one line per kind and interval, with a count", async () => {

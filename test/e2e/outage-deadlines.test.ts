@@ -13,6 +13,7 @@ import { useTestDatabase } from "../support/mongo.js";
 import { rawConnectCall, rawGrpcCall, type RawAnswer } from "../support/raw-rpc.js";
 import { mongoHostPort, startTcpProxy, viaProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
+import { eventually } from "../support/eventually.js";
 
 // Deadlines while the database is away (cut: connections refused and
 // dropped; stalled: connections open, nothing answered), for 15 s each.
@@ -159,18 +160,6 @@ function assertEvery(outcomes: readonly Outcome[], rule: (o: Outcome) => string 
     return why ? [`${describeOutcome(o)} (${why})`] : [];
   });
   assert.deepEqual(broken, [], `${what}: ${broken.length} of ${outcomes.length} calls broke the rule`);
-}
-
-async function eventually<T>(attempt: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
 }
 
 async function outage(name: string, start: () => Promise<void> | void, end: () => Promise<void> | void): Promise<void> {

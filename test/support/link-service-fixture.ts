@@ -7,6 +7,7 @@ import type { LinkSettings } from "../../src/domain/link-settings.js";
 import { RateLimiter, type RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
 import type { Store } from "../../src/domain/store.js";
+import type { Logger } from "../../src/log/logger.js";
 import { testAssertionSigner } from "./assertions.js";
 import { createCapturedLogger } from "./captured-logger.js";
 import { ManualClock } from "./manual-clock.js";
@@ -49,7 +50,12 @@ export interface LinkServiceFixture {
 
 export function makeLinkService(
   store: Store,
-  options: { readonly settings?: Partial<LinkSettings>; readonly rateLimits?: RateLimitSettings } = {},
+  options: {
+    readonly settings?: Partial<LinkSettings>;
+    readonly rateLimits?: RateLimitSettings;
+    /** Default: a captured logger, which keeps every line (a benchmark passes a silent one). */
+    readonly logger?: Logger;
+  } = {},
 ): LinkServiceFixture {
   const clock = new ManualClock();
   const links = new LinkService({
@@ -61,7 +67,7 @@ export function makeLinkService(
     settings: { ...TEST_LINK_SETTINGS, ...options.settings },
     rateLimiter: new RateLimiter(store.rateLimits, clock),
     rateLimits: options.rateLimits ?? NO_RATE_LIMITS,
-    audit: createAuditTrail({ store: store.audit, logger: createCapturedLogger().logger, retentionMs: 30 * 24 * HOUR }),
+    audit: createAuditTrail({ store: store.audit, logger: options.logger ?? createCapturedLogger().logger, retentionMs: 30 * 24 * HOUR }),
     assertions: testAssertionSigner(),
   });
   return { links, store, clock };
