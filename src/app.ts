@@ -1,6 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type ServiceImpl, type ServiceImplSpec } from "@connectrpc/connect";
 import { AdminAuthService, file_authlink_v1_admin_auth_service } from "../gen/authlink/v1/admin_auth_service_pb.js";
+import { AuditService, file_authlink_v1_audit_service } from "../gen/authlink/v1/audit_service_pb.js";
+import { LinkAdminService, file_authlink_v1_link_admin_service } from "../gen/authlink/v1/link_admin_service_pb.js";
+import { UserAdminService, file_authlink_v1_user_admin_service } from "../gen/authlink/v1/user_admin_service_pb.js";
 import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_health_v1_health, Health } from "../gen/health/v1/health_pb.js";
@@ -62,6 +65,9 @@ export interface App {
   close(): Promise<void>;
 }
 
+/** authlink's own services (the contract in proto/authlink/v1/). */
+const AUTHLINK_SERVICES: readonly DescService[] = [AdminAuthService, LinkAdminService, UserAdminService, AuditService];
+
 export function createApp(deps: AppDeps): App {
   const { config, clock, logger, metrics } = deps;
   const store = metrics ? metrics.instrumentStore(deps.store) : deps.store;
@@ -94,6 +100,9 @@ export function createApp(deps: AppDeps): App {
   // probes, neither audited nor rate limited. Anything else is denied.
   const policies = new AccessPolicies()
     .add(AdminAuthService, contractPolicy)
+    .add(LinkAdminService, contractPolicy)
+    .add(UserAdminService, contractPolicy)
+    .add(AuditService, contractPolicy)
     .add(Health, explicitPolicy({ Check: "public", Watch: "public", List: "public" }))
     .add(reflectionV1.ServerReflection, explicitPolicy({ ServerReflectionInfo: "public" }))
     .add(reflectionV1alpha.ServerReflection, explicitPolicy({ ServerReflectionInfo: "public" }));
@@ -113,15 +122,26 @@ export function createApp(deps: AppDeps): App {
   // is set, on a grpc-js server too: the same implementations behind the same boundary.
   const services: ServiceImplSpec[] = [];
   const mounts: ((router: ConnectRouter) => void)[] = [];
-  const serve = <T extends DescService>(desc: T, impl: ServiceImpl<T>) => {
+  // A method without an implementation answers UNIMPLEMENTED (after the
+  // boundary has checked the caller).
+  const serve = <T extends DescService>(desc: T, impl: Partial<ServiceImpl<T>>) => {
     services.push(createServiceImplSpec(desc, impl));
     mounts.push((router) => router.service(desc, impl, adapter));
   };
   serve(AdminAuthService, createAdminAuthService(links));
-  serve(Health, createHealthService({ readiness, services: [AdminAuthService.typeName] }));
+  serve(LinkAdminService, {});
+  serve(UserAdminService, {});
+  serve(AuditService, {});
+  serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));
   if (config.reflection) {
     const reflection = createServerReflection({
-      files: [file_authlink_v1_admin_auth_service, file_health_v1_health],
+      files: [
+        file_authlink_v1_admin_auth_service,
+        file_authlink_v1_link_admin_service,
+        file_authlink_v1_user_admin_service,
+        file_authlink_v1_audit_service,
+        file_health_v1_health,
+      ],
       serviceNames: () => services.map((spec) => spec.service.typeName),
     });
     serve(reflectionV1.ServerReflection, reflection.v1);
