@@ -5,11 +5,11 @@ import type { PasswordHasher } from "../crypto/passwords.js";
 import type { OperationOptions, Store } from "./store.js";
 import { buildActionLink } from "./action-link.js";
 import type { AssertionIssuer, IssuedAssertion } from "./assertion.js";
-import type { AuditEvent } from "./audit-event.js";
 import type { AuditLog } from "./audit-log.js";
+import { auditEventOf, newSubject, type Subject } from "./audit-subject.js";
 import { internalCall, type Call } from "./call.js";
 import type { Clock } from "./clock.js";
-import { AuthlinkError, linkInvalidOrExpired, toAuthlinkError } from "./errors.js";
+import { AuthlinkError, linkInvalidOrExpired } from "./errors.js";
 import { tombstoneOf, type LinkEnding, type LinkRecord, type LinkTombstone } from "./link.js";
 import {
   previewOf,
@@ -66,20 +66,6 @@ export interface LinkServiceDeps {
   readonly audit: AuditLog;
   /** Signs the proof of each redemption. */
   readonly assertions: AssertionIssuer;
-}
-
-/** What a call has learnt about what it touches: the audit event's subject. Never a secret. */
-interface Subject {
-  linkType?: LinkType;
-  userId?: string;
-  /** Normalized address the call was about. */
-  email?: string;
-  /** SHA-256 hex of every link token issued, redeemed or presented. */
-  hashedTokens: string[];
-  /** Redemptions and previews: milliseconds from the link's issue. */
-  linkAgeMs?: number;
-  /** Previews: the state answered. */
-  linkState?: LinkState;
 }
 
 /** The secrets of one link, handed out once. */
@@ -151,7 +137,7 @@ export class LinkService {
   }
 
   async generate(input: GenerateLinkInput, call: Call = internalCall("GenerateLink")): Promise<GeneratedLink> {
-    const subject: Subject = { hashedTokens: [] };
+    const subject = newSubject();
     try {
       return await this.#generate(input, call, subject);
     } catch (error) {
@@ -271,7 +257,7 @@ export class LinkService {
   }
 
   async verify(input: VerifyLinkInput, call: Call = internalCall("VerifyLink")): Promise<VerifiedLink> {
-    const subject: Subject = { hashedTokens: [] };
+    const subject = newSubject();
     let redemption: Redemption;
     try {
       redemption = await this.#verify(input, call, subject);
@@ -406,7 +392,7 @@ export class LinkService {
    * VerifyLink; reads the link and its tombstone by hash only.
    */
   async preview(input: PreviewLinkInput, call: Call = internalCall("PreviewLink")): Promise<LinkPreview> {
-    const subject: Subject = { hashedTokens: [] };
+    const subject = newSubject();
     let preview: LinkPreview;
     try {
       preview = await this.#preview(input, call, subject);
@@ -462,24 +448,8 @@ export class LinkService {
   }
 
   /** The audit event of a call: its outcome is "ok" without `error`, else the error's reason. */
-  #auditEvent(call: Call, subject: Subject, error?: unknown): AuditEvent {
-    const failure = error === undefined ? undefined : toAuthlinkError(error, call.signal);
-    return {
-      at: this.#deps.clock.now(),
-      requestId: call.requestId,
-      method: call.method,
-      caller: call.callerName,
-      clientAddress: call.clientAddress,
-      linkType: subject.linkType,
-      userId: subject.userId,
-      email: subject.email,
-      hashedTokens: [...subject.hashedTokens],
-      outcome: failure?.reason ?? "ok",
-      durationMs: Math.round(performance.now() - call.startedAt),
-      linkAgeMs: failure ? undefined : subject.linkAgeMs,
-      linkState: failure ? undefined : subject.linkState,
-      rateLimitRule: failure?.rateLimitRule,
-    };
+  #auditEvent(call: Call, subject: Subject, error?: unknown) {
+    return auditEventOf(call, subject, this.#deps.clock.now(), error);
   }
 
   /**
@@ -642,6 +612,32 @@ export class LinkService {
   async #revokeOthers(link: LinkTombstone, now: Date): Promise<void> {
     const links = await this.#deps.store.links.findByUser(link.userId, undefined);
     await this.#end(links.filter((other) => other.tokenHash !== link.tokenHash), "revoked", now);
+  }
+
+  /**
+   * Revoke the user's outstanding links (of `types`, or all types when none
+   * are given): what an administrator's revocation, password or address
+   * change, or deletion of the user does. Returns the links this call
+   * revoked; links already used, replaced, revoked, or expired are not
+   * counted (a retry revokes nothing twice). Audited by the caller's use case.
+   */
+  async revokeUserLinks(userId: string, types: readonly LinkType[] | undefined, at: Date, op: OperationOptions = {}): Promise<LinkTombstone[]> {
+    const stored = await this.#deps.store.links.findByUser(userId, types?.length === 1 ? types[0] : undefined, op);
+    const outstanding = stored.filter(
+      (link) => (types === undefined || types.length === 0 || types.includes(link.type)) && at.getTime() < link.expiresAt.getTime(),
+    );
+    return this.#end(outstanding, "revoked", at, op);
+  }
+
+  /**
+   * Revoke these links (by hash); those not stored, or whose fate is already
+   * decided, or that have expired, are skipped. Returns the links this call revoked.
+   */
+  async revokeLinks(tokenHashes: readonly string[], at: Date, op: OperationOptions = {}): Promise<LinkTombstone[]> {
+    const { links } = this.#deps.store;
+    const found = await Promise.all([...new Set(tokenHashes)].map((hash) => links.find(hash, at, op)));
+    const outstanding = found.filter((link): link is LinkRecord => link !== undefined && at.getTime() < link.expiresAt.getTime());
+    return this.#end(outstanding, "revoked", at, op);
   }
 
   /**
