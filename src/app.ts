@@ -110,6 +110,7 @@ export function createApp(deps: AppDeps): App {
     policies,
     callers: { keys: createServiceKeyMatcher(config.serviceKeys), serviceIdentities: config.serviceIdentities },
     maxCallDurationMs: config.maxCallDurationMs,
+    maxStreamDurationMs: config.maxStreamDurationMs,
     audit,
     clock,
     logger,

@@ -66,8 +66,14 @@ export type CallObserver = (method: string, protocol: string) => (code: string) 
 export interface CallBoundaryOptions {
   readonly policies: AccessPolicies;
   readonly callers: CallerPolicy;
-  /** The longest any call may run, whatever deadline the client asked for. */
+  /** The longest a unary or client-streaming call may run, whatever deadline the client asked for. */
   readonly maxCallDurationMs: number;
+  /**
+   * The longest a call with a streamed response may run (an audit watch, a
+   * bulk generation): they are long by nature, so they get their own cap.
+   * Default: maxCallDurationMs.
+   */
+  readonly maxStreamDurationMs?: number | undefined;
   readonly audit: AuditLog;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -85,6 +91,7 @@ export interface CallBoundary {
 
 export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
   const { policies, callers, maxCallDurationMs, audit, clock, logger, observe, refusalLimiter } = options;
+  const maxStreamDurationMs = options.maxStreamDurationMs ?? maxCallDurationMs;
 
   return {
     async admit(facts) {
@@ -92,7 +99,8 @@ export function createCallBoundary(options: CallBoundaryOptions): CallBoundary {
       const fullName = `${method.parent.typeName}/${method.name}`;
       const observed = observe?.(method.name, facts.protocol);
       const caller = resolveCaller(facts.certificate, facts.authorization, callers);
-      const deadline = linkDeadline(facts.signal, maxCallDurationMs);
+      const streamsResponse = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+      const deadline = linkDeadline(facts.signal, streamsResponse ? maxStreamDurationMs : maxCallDurationMs);
       const call: Call = {
         method: method.name,
         requestId: requestIdFrom(facts.requestIdHeader),

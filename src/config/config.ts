@@ -58,6 +58,8 @@ export interface Config {
   readonly maxRequestBytes: number;
   /** The longest a call may run, whatever deadline the client sets. */
   readonly maxCallDurationMs: number;
+  /** The longest a call with a streamed response (audit watch, bulk generation) may run. */
+  readonly maxStreamDurationMs: number;
   readonly rateLimits: RateLimitSettings;
   /** Calls the boundary refuses (no or a bad credential, not the service role), per client address, counted in process. */
   readonly refusalLimit: RateRule;
@@ -129,6 +131,7 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_SHUTDOWN_TIMEOUT",
   "AUTHLINK_MAX_REQUEST_BYTES",
   "AUTHLINK_MAX_CALL_DURATION",
+  "AUTHLINK_MAX_STREAM_DURATION",
   "AUTHLINK_RATE_LIMIT_GENERATE_PER_CALLER",
   "AUTHLINK_RATE_LIMIT_GENERATE_PER_EMAIL",
   "AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS",
@@ -345,6 +348,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   if (!LOG_LEVELS.includes(logLevel)) problem("AUTHLINK_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   const shutdownTimeoutMs = duration("AUTHLINK_SHUTDOWN_TIMEOUT", 10_000, 0, 600_000);
   const maxCallDurationMs = duration("AUTHLINK_MAX_CALL_DURATION", 15_000, 100, 300_000);
+  const maxStreamDurationMs = duration("AUTHLINK_MAX_STREAM_DURATION", 3_600_000, 1_000, 86_400_000);
 
   const rate = (name: string, fallback: RateRule): RateRule => {
     const text = raw(name);
@@ -454,6 +458,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     shutdownTimeoutMs,
     maxRequestBytes,
     maxCallDurationMs,
+    maxStreamDurationMs,
     rateLimits,
     refusalLimit,
     trustedProxies: trusted.proxies,

@@ -42,12 +42,17 @@ const testHealth: ServiceImpl<typeof Health> = {
     if (request.service === "crash") throw new Error("driver said: secret-ish internals at 10.0.0.7");
     return { status: Status.SERVING };
   },
-  async *watch(request) {
+  async *watch(request, context) {
     yield { status: Status.SERVING };
     // Once the first message has gone out, the call is still running.
     endsSeenAfterFirstMessage = observed.filter((o) => o.startsWith("end"));
     if (request.service === "fail") {
       throw new AuthlinkError("over_rate_limit", { retryAfterMs: 2_000 });
+    }
+    if (request.service === "slow") {
+      // Only the stream cap can end it.
+      const { signal } = callOf(context);
+      await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
     }
     yield { status: Status.NOT_SERVING };
   },
@@ -66,6 +71,7 @@ before(async () => {
     policies,
     callers: { keys: createServiceKeyMatcher([new Secret(KEY)]), serviceIdentities: new Set() },
     maxCallDurationMs: 200,
+    maxStreamDurationMs: 1_000,
     audit,
     clock: systemClock,
     logger,
@@ -151,6 +157,19 @@ describe("unary calls through the boundary", () => {
     assert.equal(error?.code, Code.DeadlineExceeded);
     assert.equal(error?.findDetails(ErrorInfoSchema)[0]?.reason, "deadline_exceeded");
     assert.ok(Date.now() - started < 5_000);
+  });
+
+  test("a streamed answer runs under the stream cap, not the unary one, and ends by it", async () => {
+    const started = Date.now();
+    const seen: Status[] = [];
+    const error = await (async () => {
+      for await (const message of client().watch({ service: "slow" })) seen.push(message.status);
+    })().then(() => undefined, (e: unknown) => ConnectError.from(e));
+    const took = Date.now() - started;
+    assert.deepEqual(seen, [Status.SERVING]);
+    assert.equal(error?.code, Code.DeadlineExceeded);
+    assert.ok(took >= 900, `ended after ${took} ms: the unary cap (200 ms) must not apply to a stream`);
+    assert.ok(took < 10_000, `ended after ${took} ms`);
   });
 
   test("an unexpected error is a bare INTERNAL; its text stays in the log, under the request id", async () => {
