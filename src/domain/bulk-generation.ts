@@ -187,9 +187,10 @@ export class BulkGeneration {
     const op: OperationOptions = { signal: call.signal };
 
     const replay = async (ref: LinkRef): Promise<BulkRowOutcome> => {
-      Object.assign(subject, { linkType: ref.t, userId: ref.u });
+      const user = await store.users.findById(ref.u, op);
+      Object.assign(subject, { linkType: ref.t, userId: ref.u, email: user?.email });
       subject.hashedTokens.push(ref.h, ...(ref.c ? [ref.c] : []));
-      return { kind: "replayed", link: { ...replayedOf(ref), user: await store.users.findById(ref.u, op) } };
+      return { kind: "replayed", link: { ...replayedOf(ref), user } };
     };
 
     const earlier = await this.#recorded(recordKey, clock.now(), op);
