@@ -167,7 +167,11 @@ function resultRowOf(row: InputRow, outcome: RowOutcome): ResultRow {
   };
   if (outcome.kind === "error") {
     const e = outcome.error;
-    const violations = e.fieldViolations.map((v) => `${v.field}: ${v.description}`).join("; ");
+    // The server's message often says the violations already; name each field once.
+    const violations = e.fieldViolations
+      .filter((v) => !e.message.includes(v.description))
+      .map((v) => `${v.field}: ${v.description}`)
+      .join("; ");
     return { ...base, status: e.status, error: [e.reason, e.message, violations].filter(Boolean).join(": ") };
   }
   const link = outcome.link;

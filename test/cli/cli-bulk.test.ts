@@ -96,7 +96,7 @@ for (const backend of ["MongoDB", "embedded"] as const) {
       const byRow = new Map(written.map((r) => [Number(r.row), r]));
       const bad = byRow.get(8)!;
       assert.equal(bad.status, "INVALID_ARGUMENT");
-      assert.match(bad.error ?? "", /^validation_failed: .*email: /);
+      assert.match(bad.error ?? "", /^validation_failed: .*\bemail\b/);
       const badData = byRow.get(12)!;
       assert.equal(badData.status, "INVALID_ARGUMENT");
       assert.match(badData.error ?? "", /data: not a JSON object \(checked by the CLI; not sent\)/);
