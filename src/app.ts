@@ -29,6 +29,9 @@ import { createProtocolRefusals } from "./ops/protocol-refusals.js";
 import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
+import { createAuditService } from "./rpc/audit-service.js";
+import { createAuditReader } from "./domain/audit-reader.js";
+import { createPageTokenCodec, pageTokenKey } from "./crypto/page-token.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
 import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
 import { createHttpHandler } from "./server/http-handler.js";
@@ -132,7 +135,18 @@ export function createApp(deps: AppDeps): App {
   serve(AdminAuthService, createAdminAuthService(links));
   serve(LinkAdminService, {});
   serve(UserAdminService, {});
-  serve(AuditService, {});
+  serve(
+    AuditService,
+    createAuditService(
+      createAuditReader({
+        store: store.audit,
+        audit,
+        clock,
+        pageTokens: createPageTokenCodec(pageTokenKey(config.otp.secret)),
+        watch: config.auditWatch,
+      }),
+    ),
+  );
   serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));
   if (config.reflection) {
     const reflection = createServerReflection({
