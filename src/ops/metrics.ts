@@ -82,6 +82,8 @@ export const KNOWN_RPC_METHODS: readonly string[] = [
   "GenerateLink",
   "VerifyLink",
   "PreviewLink",
+  "ListAuditEvents",
+  "WatchAuditEvents",
   "Check",
   "Watch",
   "List",
