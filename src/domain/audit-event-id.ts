@@ -1,17 +1,18 @@
 import { randomBytes } from "node:crypto";
 
 // The id of a stored audit event: when it was stored (milliseconds, as 12
-// lower-case hex digits) and 64 random bits, "0190f5c3a2b1-9c1e44d07a3b5f26".
-// Stores assign it at insert, from their own clock. Ids sort as strings in
-// the order events were stored (the random part orders events stored in the
-// same millisecond), which is what a watch polls by: every event stored at
-// or after time T has an id at or above auditIdFloor(T), however old its
+// lower-case hex digits) and a 64-bit suffix, "0190f5c3a2b1-5d0e37a1c4b29f60".
+// Each store takes ids from its own generator at insert: the suffix starts at
+// a random value each millisecond and counts up within it, so ids are unique
+// across instances and strictly increasing within one. Ids sort as strings in
+// the order events were stored, which is what a watch polls by: every event
+// stored at or after time T has an id above auditIdFloor(T), however old its
 // `at` (an event the audit trail retried after an outage is stored late).
 //
 // Stored by one instance, ids follow its clock; instances' clocks differ a
-// little, and an insert lands some time after its id was taken, so an id is
-// a storage time give or take that. The watch reads back over a window for
-// that reason (domain/audit-watch.ts).
+// little, and an insert lands some time after its id was taken, so across
+// instances an id is a storage time give or take that. The watch reads back
+// over a window for that reason (domain/audit-watch.ts).
 
 const TIME_DIGITS = 12;
 const ID_PATTERN = /^([0-9a-f]{12})-[0-9a-f]{16}$/;
@@ -40,7 +41,7 @@ export function auditIdFloor(ms: number): string {
   return `${timePart(ms)}-`;
 }
 
-/** When the event with this id was stored; undefined for an id not made by newAuditEventId. */
+/** When the event with this id was stored; undefined for an id not made here (an ObjectId of an event stored before ids existed). */
 export function auditIdTime(id: string): number | undefined {
   const match = ID_PATTERN.exec(id);
   return match ? Number.parseInt(match[1] as string, 16) : undefined;
