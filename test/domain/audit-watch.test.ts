@@ -7,13 +7,16 @@ import { startAuditWatch, type AuditWatchOptions } from "../../src/domain/audit-
 import { StoreUnavailableError, type AuditStore, type Store } from "../../src/domain/store.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
+import { createAuditTrail } from "../../src/audit/audit-trail.js";
+import { createCapturedLogger } from "../support/captured-logger.js";
 
 // The audit watch (domain/audit-watch.ts) on real stores: only what is stored
 // from its start (or replayed from `since`), each event once, oldest stored
 // first; events that become visible out of id order (another instance whose
 // clock is behind) are caught by the look-back and would be missed without
 // it; a database outage pauses the stream without losing anything; the
-// signal ends it at once, with no poll or timer left behind.
+// signal ends it at once, with no poll or timer left behind; an event the
+// audit trail stores late (a retry after an outage) is watched when stored.
 
 const database = await useTestDatabase("audit_watch");
 
@@ -171,6 +174,35 @@ for (const backend of ["MongoDB", "embedded"] as const) {
     });
   });
 }
+
+describe("the audit trail's retries", () => {
+  test("an event the trail could not store at first is watched when it is stored, with its original (old) `at`", async () => {
+    const store = createMemoryStore();
+    let down = true;
+    const flakyAudit: AuditStore = {
+      ...store.audit,
+      append: (...args) => (down ? Promise.reject(new StoreUnavailableError("down")) : store.audit.append(...args)),
+    };
+    const trail = createAuditTrail({ store: flakyAudit, logger: createCapturedLogger().logger, retentionMs: HOUR, retryIntervalMs: 60_000 });
+    try {
+      const address = email();
+      const { events, controller } = await watch(store.audit, address);
+      const old = { ...event(address, "retried"), at: new Date(Date.now() - HOUR / 2) };
+      await trail.recordOutcome(old); // queued: the store is down
+      assert.equal(trail.queued, 1);
+      const { quiet, pending } = await quietFor(events, POLL_MS * 3);
+      assert.ok(quiet);
+      down = false;
+      await trail.flush();
+      const received = ((await pending) as IteratorResult<StoredAuditEvent>).value;
+      assert.equal(received?.requestId, "retried");
+      assert.deepEqual(received?.at, old.at, "half an hour old, far outside the look-back, and still watched");
+      controller.abort();
+    } finally {
+      trail.close();
+    }
+  });
+});
 
 describe("two instances on one MongoDB, one clock 3 s behind", () => {
   const SKEW_MS = 3_000;
