@@ -32,6 +32,9 @@ import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
 import { createBulkGenerationHandlers } from "./rpc/bulk-generation-handlers.js";
+import { createAuditService } from "./rpc/audit-service.js";
+import { createAuditReader } from "./domain/audit-reader.js";
+import { createPageTokenCodec, pageTokenKey } from "./crypto/page-token.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
 import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
 import { createUserAdminService } from "./rpc/user-admin-service.js";
@@ -108,6 +111,8 @@ export function createApp(deps: AppDeps): App {
     audit,
     assertions,
   });
+  // List calls (links, audit events) page with tokens every instance sharing the OTP secret accepts.
+  const pageTokens = createPageTokenCodec(pageTokenKey(config.otp.secret));
   const readiness = createReadiness({ ping: (signal) => store.ping({ signal }) });
 
   // Every service goes through the call boundary. authlink's own take their
@@ -154,7 +159,18 @@ export function createApp(deps: AppDeps): App {
       new UserAdmin({ store, clock, audit, passwords, settings: config.links, links, rateLimiter, rateLimits: config.rateLimits }),
     ),
   );
-  serve(AuditService, {});
+  serve(
+    AuditService,
+    createAuditService(
+      createAuditReader({
+        store: store.audit,
+        audit,
+        clock,
+        pageTokens,
+        watch: config.auditWatch,
+      }),
+    ),
+  );
   serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));
   if (config.reflection) {
     const reflection = createServerReflection({

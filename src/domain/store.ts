@@ -1,4 +1,4 @@
-import type { AuditEvent } from "./audit-event.js";
+import type { AuditEvent, StoredAuditEvent } from "./audit-event.js";
 import type { LinkRecord, LinkTombstone } from "./link.js";
 import type { LinkType } from "./link-type.js";
 import type { JsonObject, PendingEmailChange, User } from "./user.js";
@@ -174,11 +174,48 @@ export interface RateLimitStore {
   highestSlot(bucket: string, windowStart: Date, options?: OperationOptions): Promise<number>;
 }
 
-/** The audit trail (kept until `expiresAt`, the configured retention). */
+/**
+ * The audit trail (kept until `expiresAt`, the configured retention). Each
+ * stored event gets an id at insert (domain/audit-event-id.ts): unique, and
+ * sorting in the order events were stored.
+ */
 export interface AuditStore {
   append(event: AuditEvent, expiresAt: Date): Promise<void>;
   /** Events of one user or address, newest first (for tests and operators). */
   find(filter: { readonly email?: string; readonly userId?: string }, limit: number): Promise<AuditEvent[]>;
+  /**
+   * Events that match `query`, newest first by (at, id), strictly after
+   * `after` in that order (the last event of the previous page), at most
+   * `limit`. Events stored meanwhile never shift a page.
+   */
+  list(query: AuditQuery, after: AuditPosition | undefined, limit: number, options?: OperationOptions): Promise<StoredAuditEvent[]>;
+  /**
+   * Events that match `filter` whose id sorts above `afterId`, in id order
+   * (the order they were stored), at most `limit`: what a watch polls.
+   */
+  storedAfter(filter: AuditFilter, afterId: string, limit: number, options?: OperationOptions): Promise<StoredAuditEvent[]>;
+}
+
+/** Set fields must all match (exactly; `email` is the normalized address). */
+export interface AuditFilter {
+  readonly userId?: string | undefined;
+  readonly email?: string | undefined;
+  readonly caller?: string | undefined;
+  readonly method?: string | undefined;
+  readonly outcome?: string | undefined;
+}
+
+export interface AuditQuery extends AuditFilter {
+  /** Only events at or after this time. */
+  readonly since?: Date | undefined;
+  /** Only events before this time. */
+  readonly until?: Date | undefined;
+}
+
+/** Where a page of events ends: the (at, id) of its last event. */
+export interface AuditPosition {
+  readonly at: Date;
+  readonly id: string;
 }
 
 /** The store cannot be reached (or did not answer in time); the caller may retry. */

@@ -148,3 +148,7 @@ export function previewLinkResponse(preview: LinkPreview): PreviewLinkResponse {
     stateChangedAt: preview.stateChangedAt && timestampFromDate(preview.stateChangedAt),
   });
 }
+
+export function linkStateToProto(state: LinkState): ProtoLinkState {
+  return STATE_TO_PROTO[state];
+}

@@ -63,6 +63,8 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
     audit: {
       append: (event, expiresAt) => circuit.run(undefined, WRITE, () => audit.append(event, expiresAt)),
       find: (filter, limit) => circuit.run(undefined, READ, () => audit.find(filter, limit)),
+      list: (query, after, limit, o) => read(o, (op) => audit.list(query, after, limit, op)),
+      storedAfter: (filter, afterId, limit, o) => read(o, (op) => audit.storedAfter(filter, afterId, limit, op)),
     },
     purgeExpired: (now) => circuit.run(undefined, MAINTENANCE, () => inner.purgeExpired(now)),
     ping: (o) => circuit.ping(o?.signal),

@@ -1,9 +1,12 @@
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { LinkType } from "../domain/link-type.js";
 import type { User } from "../domain/user.js";
-import type { AuditEvent } from "../domain/audit-event.js";
+import type { AuditEvent, StoredAuditEvent } from "../domain/audit-event.js";
+import { createAuditIdGenerator } from "../domain/audit-event-id.js";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type {
+  AuditFilter,
+  AuditQuery,
   AuditStore,
   ClaimStore,
   LinkStore,
@@ -50,6 +53,8 @@ export interface MemoryStoreOptions {
    * lookups however full the store is.
    */
   readonly newMap?: <K, V>() => Map<K, V>;
+  /** The clock stored audit events' ids are taken from (default Date.now); tests skew it. */
+  readonly now?: () => number;
 }
 
 /** How many entries each part of the embedded store holds (for tests and measurements). */
@@ -97,7 +102,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   const tombstoneExpiries = new ExpiryQueue();
   const claimExpiries = new ExpiryQueue();
   const windowExpiries = new ExpiryQueue();
-  const auditEvents = createRing<{ event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
+  const auditEvents = createRing<{ id: string; event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
+  const newAuditId = createAuditIdGenerator(options.now ?? Date.now);
 
   const userStore: UserStore = {
     async findById(id) {
@@ -310,7 +316,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
   const auditStore: AuditStore = {
     async append(event, expiresAt) {
-      auditEvents.push({ event: copy(event), expiresAt });
+      auditEvents.push({ id: newAuditId(), event: copy(event), expiresAt });
     },
     async find(filter, limit) {
       return [...auditEvents]
@@ -318,6 +324,22 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         .map(({ event }) => copy(event))
         .sort((a, b) => b.at.getTime() - a.at.getTime())
         .slice(0, limit);
+    },
+    // Both walk the whole ring (at most maxAuditEvents entries): an
+    // operator's query on a development store.
+    async list(query, after, limit) {
+      const found: StoredAuditEvent[] = [];
+      for (const { id, event } of auditEvents) {
+        if (matchesQuery(event, query) && (after === undefined || isBefore(event.at, id, after.at, after.id))) found.push({ ...copy(event), id });
+      }
+      return found.sort((a, b) => (isBefore(a.at, a.id, b.at, b.id) ? 1 : -1)).slice(0, Math.max(0, limit));
+    },
+    async storedAfter(filter, afterId, limit) {
+      const found: StoredAuditEvent[] = [];
+      for (const { id, event } of auditEvents) {
+        if (id > afterId && matchesFilter(event, filter)) found.push({ ...copy(event), id });
+      }
+      return found.sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, Math.max(0, limit));
     },
   };
 
@@ -404,4 +426,28 @@ function addToBucket(index: Map<string, Set<string>>, key: string, member: strin
 function removeFromBucket(index: Map<string, Set<string>>, key: string, member: string): void {
   const bucket = index.get(key);
   if (bucket?.delete(member) && bucket.size === 0) index.delete(key);
+}
+
+function matchesFilter(event: AuditEvent, filter: AuditFilter): boolean {
+  return (
+    (filter.userId === undefined || event.userId === filter.userId) &&
+    (filter.email === undefined || event.email === filter.email) &&
+    (filter.caller === undefined || event.caller === filter.caller) &&
+    (filter.method === undefined || event.method === filter.method) &&
+    (filter.outcome === undefined || event.outcome === filter.outcome)
+  );
+}
+
+function matchesQuery(event: AuditEvent, query: AuditQuery): boolean {
+  const at = event.at.getTime();
+  return (
+    matchesFilter(event, query) &&
+    (query.since === undefined || at >= query.since.getTime()) &&
+    (query.until === undefined || at < query.until.getTime())
+  );
+}
+
+/** (at, id) sorts before (otherAt, otherId): older, or as old with a lower id. */
+function isBefore(at: Date, id: string, otherAt: Date, otherId: string): boolean {
+  return at.getTime() < otherAt.getTime() || (at.getTime() === otherAt.getTime() && id < otherId);
 }

@@ -1,5 +1,6 @@
-import { MongoClient, type Abortable, type Collection, type CommandOperationOptions, type Db } from "mongodb";
-import type { AuditEvent } from "../domain/audit-event.js";
+import { MongoClient, ObjectId, type Abortable, type Collection, type CommandOperationOptions, type Db, type Document, type Filter } from "mongodb";
+import type { AuditEvent, StoredAuditEvent } from "../domain/audit-event.js";
+import { createAuditIdGenerator } from "../domain/audit-event-id.js";
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { CompletedEmailChange, JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
@@ -8,6 +9,7 @@ import { guardStore } from "./guarded-store.js";
 import { createStoreCircuit, describeCause } from "./store-circuit.js";
 import {
   StoreUnavailableError,
+  type AuditFilter,
   type AuditStore,
   type ClaimStore,
   type LinkStore,
@@ -34,8 +36,12 @@ import {
 //   rate_limits  one document per hit: _id = bucket|window|slot, slots
 //                numbered from 1, taken and probed by _id; index on
 //                {bucket,window,slot} (resynchronizing only); TTL
-//   audit_events one document per call; indexes on {email,at} and
-//                {userId,at}; TTL on expiresAt (the retention)
+//   audit_events one document per call: _id = the event id, taken at insert
+//                (domain/audit-event-id.ts: it sorts by storage time, so a
+//                watch polls a range of _id; documents stored before ids
+//                existed have an ObjectId); indexes on {email,at,_id},
+//                {userId,at,_id} and {at,_id} for ListAuditEvents (FerretDB
+//                scans anyway); TTL on expiresAt (the retention)
 // Every decision is a unique insert (tombstones, claims, rate-limit slots,
 // users' addresses); hot-path reads are by _id. A link document changes once
 // (pending → issued, an $unset by _id) and is otherwise only inserted and
@@ -57,6 +63,8 @@ export interface MongoStoreOptions {
   readonly logger: Logger;
   /** Start-up retries: the first pause (default 500 ms), doubled per failure up to the cap (default 10 s). */
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** The clock audit event ids are taken from (default Date.now); tests skew it to play another instance. */
+  readonly now?: () => number;
 }
 
 /** The MongoDB store, and when it first became usable. */
@@ -99,7 +107,8 @@ interface RateHitDoc {
   expiresAt: Date;
 }
 
-type AuditDoc = AuditEvent & { expiresAt: Date };
+/** `_id`: an event id (a string); an ObjectId on documents stored before event ids existed. */
+type AuditDoc = AuditEvent & { _id: string | ObjectId; expiresAt: Date };
 
 interface LinkDoc {
   _id: string;
@@ -158,7 +167,7 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<MongoS
   const target = describeTarget(options.uri);
   const redact = credentialRedactor(options.uri);
   let ttl: boolean | undefined;
-  const inner = createMongoStore(client, db, () => ttl);
+  const inner = createMongoStore(client, db, () => ttl, options.now ?? Date.now);
   const circuit = createStoreCircuit({
     ping: (signal) => inner.ping({ signal }),
     operationTimeoutMs: options.timeoutMs,
@@ -283,8 +292,14 @@ async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{
   await rateLimits.createIndex({ bucket: 1, window: 1, slot: -1 }, { name: "bucket_window_slot" });
   await createTtlIndex(rateLimits, "expiresAt", undefined);
   const audit = db.collection("audit_events");
-  await audit.createIndex({ email: 1, at: -1 }, { name: "email_at" });
-  await audit.createIndex({ userId: 1, at: -1 }, { name: "user_at" });
+  // ListAuditEvents sorts by (at, _id): the indexes end with both, so a page
+  // is a walk along an index on MongoDB. The older {email,at} and {userId,at}
+  // are covered by the new ones.
+  await audit.createIndex({ email: 1, at: -1, _id: -1 }, { name: "email_at_id" });
+  await audit.createIndex({ userId: 1, at: -1, _id: -1 }, { name: "user_at_id" });
+  await audit.createIndex({ at: -1, _id: -1 }, { name: "at_id" });
+  await dropIndexIfPresent(audit, "email_at");
+  await dropIndexIfPresent(audit, "user_at");
   await createTtlIndex(audit, "expiresAt", undefined);
   return { ttl };
 }
@@ -308,7 +323,7 @@ async function backfillRetainUntil(links: Collection<LinkDoc>): Promise<void> {
 }
 
 /** Drop an index by name if it exists (idempotent, and harmless when another instance drops it first). */
-async function dropIndexIfPresent(collection: Collection<LinkDoc>, name: string): Promise<void> {
+async function dropIndexIfPresent<T extends Document>(collection: Collection<T>, name: string): Promise<void> {
   try {
     await collection.dropIndex(name);
   } catch (error) {
@@ -337,13 +352,14 @@ async function createTtlIndex<T extends object>(
 }
 
 /** The store's operations; `ttl` says (once the indexes are set up) whether the server has TTL indexes. */
-function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | undefined): Store {
+function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | undefined, now: () => number): Store {
   const users = db.collection<UserDoc>("users");
   const links = db.collection<LinkDoc>("link_tokens");
   const tombstones = db.collection<TombstoneDoc>("link_tombstones");
   const claims = db.collection<ClaimDoc>("claims");
   const rateHits = db.collection<RateHitDoc>("rate_limits");
   const auditEvents = db.collection<AuditDoc>("audit_events");
+  const newAuditId = createAuditIdGenerator(now);
   // Every driver operation gets the signal it is handed (guarded-store.ts
   // decides what that is): server selection, the wait for a pooled
   // connection and the wait for the answer all stop when it fires. The
@@ -573,7 +589,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
   const auditStore: AuditStore = {
     append: (event, expiresAt) =>
       translateErrors(async () => {
-        await auditEvents.insertOne({ ...event, expiresAt });
+        await auditEvents.insertOne({ _id: newAuditId(), ...event, expiresAt });
       }),
     find: (filter, limit) =>
       translateErrors(async () => {
@@ -582,6 +598,28 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
         if (filter.userId !== undefined) query.userId = filter.userId;
         const docs = await auditEvents.find(query, { sort: { at: -1 }, limit, projection: { _id: 0, expiresAt: 0 } }).toArray();
         return docs.map((doc) => withoutNulls(doc) as AuditEvent);
+      }),
+    list: (query, after, limit, options) =>
+      run(options, async () => {
+        if (limit <= 0) return []; // the driver reads limit(0) as "no limit"
+        const clauses: Filter<AuditDoc>[] = [auditFilter(query)];
+        if (query.since !== undefined || query.until !== undefined) {
+          clauses.push({ at: { ...(query.since && { $gte: query.since }), ...(query.until && { $lt: query.until }) } });
+        }
+        if (after) clauses.push({ $or: [{ at: { $lt: after.at } }, { at: after.at, ...idBelow(after.id) }] });
+        const docs = await auditEvents
+          .find(clauses.length === 1 ? (clauses[0] as Filter<AuditDoc>) : { $and: clauses }, { sort: { at: -1, _id: -1 }, limit, projection: { expiresAt: 0 }, ...abortable(options) })
+          .toArray();
+        return docs.map(toStoredAuditEvent);
+      }),
+    storedAfter: (filter, afterId, limit, options) =>
+      run(options, async () => {
+        if (limit <= 0) return [];
+        // A string range: documents with an ObjectId (stored before event ids) never match.
+        const docs = await auditEvents
+          .find({ ...auditFilter(filter), _id: { $gt: afterId } }, { sort: { _id: 1 }, limit, projection: { expiresAt: 0 }, ...abortable(options) })
+          .toArray();
+        return docs.map(toStoredAuditEvent);
       }),
   };
 
@@ -718,4 +756,30 @@ function toTombstone(doc: TombstoneDoc | undefined): LinkTombstone | undefined {
 
 function withoutNulls<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined)) as T;
+}
+
+function auditFilter(filter: AuditFilter): Filter<AuditDoc> {
+  const query: Record<string, string> = {};
+  for (const field of ["userId", "email", "caller", "method", "outcome"] as const) {
+    const value = filter[field];
+    if (value !== undefined) query[field] = value;
+  }
+  return query as Filter<AuditDoc>;
+}
+
+const LEGACY_ID = /^[0-9a-f]{24}$/;
+
+/**
+ * Ids below `id` in the (at, _id) descending order. In BSON order every
+ * string sorts below every ObjectId, so below a legacy document's ObjectId
+ * come the lower ObjectIds and all string ids.
+ */
+function idBelow(id: string): Filter<AuditDoc> {
+  if (!LEGACY_ID.test(id)) return { _id: { $lt: id } };
+  return { $or: [{ _id: { $lt: new ObjectId(id) } }, { _id: { $type: "string" } }] };
+}
+
+function toStoredAuditEvent(doc: AuditDoc): StoredAuditEvent {
+  const { _id, ...event } = withoutNulls(doc);
+  return { ...(event as AuditEvent), id: typeof _id === "string" ? _id : _id.toHexString() };
 }

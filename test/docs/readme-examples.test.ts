@@ -277,6 +277,10 @@ function expectations(server: Authlink): Record<string, Expectation> {
       stdout: [new RegExp(`"actionLink": "${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=invite"`), /"verificationType": "LINK_TYPE_INVITE"/, /"invitedAt": "/],
     },
     "buf-curl-delete-user": { stdout: [/"revokedLinks": 1/] },
+    "buf-curl-list-audit": {
+      // ann's events so far, newest first: two per page, and a token for the next.
+      stdout: [/"method": "(GenerateLink|VerifyLink|PreviewLink)"/, /"email": "ann@example.com"/, /"id": "[0-9a-f]{12}-[0-9a-f]{16}"/, /"nextPageToken": "[\w-]+\.[\w-]+"/],
+    },
     "curl-signup": { stdout: [new RegExp(`"actionLink":"${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=signup"`), /"email":"cat@example.com"/] },
     "grpc-js-generate": {
       stdout: [new RegExp(`${link("invite").source} \\d{6}$`, "m")],

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
-import type { AuditEvent } from "../../src/domain/audit-event.js";
+import type { AuditEvent, StoredAuditEvent } from "../../src/domain/audit-event.js";
+import { auditIdFloor, auditIdTime } from "../../src/domain/audit-event-id.js";
 import { tombstoneOf, type LinkEnding, type LinkRecord } from "../../src/domain/link.js";
 import type { PendingEmailChange, User } from "../../src/domain/user.js";
-import type { Store } from "../../src/domain/store.js";
+import type { AuditPosition, AuditQuery, Store } from "../../src/domain/store.js";
 
 // One contract for every store: the embedded one and MongoDB run these same
 // tests (memory-store.test.ts, mongo-store.test.ts), so they cannot drift
@@ -876,6 +877,91 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.ok(found);
         (found.hashedTokens as string[]).push("tampered");
         same(await store.audit.find({ email }, 1), [event(1, { email })]);
+      });
+
+      /** The event as appended, with the id the store gave it. */
+      const withId = (e: AuditEvent, id: string): StoredAuditEvent => ({ ...e, id });
+      const ids = (events: readonly StoredAuditEvent[]) => events.map((e) => e.id);
+
+      it("list: every filter, the time range (since inclusive, until exclusive), newest first by `at`, each event with its id", async (store) => {
+        const userId = randomUUID();
+        const email = newEmail("list");
+        const all = [
+          event(1, { userId, email, caller: "key:ops", method: "GenerateLink" }),
+          event(2, { userId, email, caller: "key:app", method: "VerifyLink", outcome: "link_invalid_or_expired" }),
+          event(3, { email, caller: "key:ops", method: "PreviewLink" }),
+          event(4, { userId, caller: "key:ops", method: "VerifyLink" }),
+          event(5, { caller: "anonymous", method: "GenerateLink", outcome: "credentials_missing", hashedTokens: [], linkType: undefined }),
+        ];
+        for (const e of all) await store.audit.append(e, at(HOUR));
+        const listed = await store.audit.list({}, undefined, 10);
+        same(listed, [...all].reverse().map((e, i) => withId(e, listed[i]?.id ?? "")));
+        assert.equal(new Set(ids(listed)).size, 5, "ids are unique");
+        for (const id of ids(listed)) assert.equal(typeof auditIdTime(id), "number", `${id} is an event id`);
+        const durations = async (query: AuditQuery) => (await store.audit.list(query, undefined, 10)).map((e) => e.durationMs);
+        assert.deepEqual(await durations({ userId }), [4, 2, 1]);
+        assert.deepEqual(await durations({ email }), [3, 2, 1]);
+        assert.deepEqual(await durations({ caller: "key:ops" }), [4, 3, 1]);
+        assert.deepEqual(await durations({ method: "VerifyLink" }), [4, 2]);
+        assert.deepEqual(await durations({ outcome: "ok" }), [4, 3, 1]);
+        assert.deepEqual(await durations({ outcome: "credentials_missing" }), [5]);
+        assert.deepEqual(await durations({ userId, email, method: "VerifyLink", outcome: "link_invalid_or_expired", caller: "key:app" }), [2]);
+        assert.deepEqual(await durations({ since: at(2), until: at(4) }), [3, 2]);
+        assert.deepEqual(await durations({ since: at(5) }), [5]);
+        assert.deepEqual(await durations({ until: at(1) }), []);
+        assert.deepEqual(await durations({ caller: "key:ops", since: at(3) }), [4, 3]);
+        assert.deepEqual(await durations({ email: newEmail("nobody") }), []);
+        same(await store.audit.list({}, undefined, 2), listed.slice(0, 2));
+        same(await store.audit.list({}, undefined, 0), []);
+      });
+
+      it("list: pages after (at, id) cover every event once, ties on `at` included, however events are appended meanwhile", async (store) => {
+        const email = newEmail("pages");
+        // Three events share each instant: the id orders them.
+        for (let n = 1; n <= 12; n++) await store.audit.append(event(Math.ceil(n / 3), { email, durationMs: n }), at(HOUR));
+        const seen: StoredAuditEvent[] = [];
+        let after: AuditPosition | undefined;
+        for (let page = 0; page < 10; page++) {
+          const events = await store.audit.list({ email }, after, 5);
+          seen.push(...events);
+          // Written between pages: newer ones never shift a page.
+          await store.audit.append(event(100 + page, { email, durationMs: 100 + page }), at(HOUR));
+          const last = events.at(-1);
+          if (events.length < 5 || !last) break;
+          after = { at: last.at, id: last.id };
+        }
+        assert.deepEqual(
+          seen.map((e) => e.durationMs).sort((x, y) => x - y),
+          Array.from({ length: 12 }, (_, i) => i + 1),
+          "each of the 12 events once",
+        );
+        for (let i = 1; i < seen.length; i++) {
+          const [prev, next] = [seen[i - 1] as StoredAuditEvent, seen[i] as StoredAuditEvent];
+          assert.ok(prev.at > next.at || (prev.at.getTime() === next.at.getTime() && prev.id > next.id), "newest first by (at, id)");
+        }
+      });
+
+      it("storedAfter: events stored after an id, in id order, filtered, at most `limit`; ids follow the storage clock", async (store) => {
+        const email = newEmail("stored");
+        const before = Date.now();
+        for (let n = 1; n <= 4; n++) await store.audit.append(event(10 - n, { email, durationMs: n, method: n === 3 ? "PreviewLink" : "VerifyLink" }), at(HOUR));
+        await store.audit.append(event(1, { email: newEmail("other") }), at(HOUR));
+        const afterAppend = Date.now();
+        const stored = await store.audit.storedAfter({ email }, auditIdFloor(before), 10);
+        assert.deepEqual(stored.map((e) => e.durationMs).sort(), [1, 2, 3, 4]);
+        assert.deepEqual(ids(stored), [...ids(stored)].sort(), "in id order");
+        for (const e of stored) {
+          const time = auditIdTime(e.id) as number;
+          assert.ok(time >= before && time <= afterAppend, "the id carries the storage time");
+        }
+        same(stored.find((e) => e.durationMs === 2), withId(event(8, { email, durationMs: 2, method: "VerifyLink" }), stored.find((e) => e.durationMs === 2)?.id ?? ""));
+        same(await store.audit.storedAfter({ email }, auditIdFloor(afterAppend + 1), 10), []);
+        same(await store.audit.storedAfter({ email }, stored[1]?.id ?? "", 10), stored.slice(2));
+        same(await store.audit.storedAfter({ email }, auditIdFloor(before), 2), stored.slice(0, 2));
+        assert.deepEqual((await store.audit.storedAfter({ email, method: "PreviewLink" }, auditIdFloor(before), 10)).map((e) => e.durationMs), [3]);
+        const last = stored.at(-1) as StoredAuditEvent;
+        await store.audit.append(event(0, { email, durationMs: 5 }), at(HOUR));
+        assert.deepEqual((await store.audit.storedAfter({ email }, last.id, 10)).map((e) => e.durationMs), [5], "what is stored later comes after");
       });
     });
 
