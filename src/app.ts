@@ -15,8 +15,10 @@ import { createRefusalLimiter } from "./call/refusal-limiter.js";
 import type { Config } from "./config/config.js";
 import { createAssertionSigner } from "./crypto/assertion-signer.js";
 import { createOtpCodec } from "./crypto/otp.js";
+import { createPageTokenCodec, pageTokenKey } from "./crypto/page-token.js";
 import { createArgon2Hasher } from "./crypto/passwords.js";
 import type { Clock } from "./domain/clock.js";
+import { LinkAdmin } from "./domain/link-admin.js";
 import { LinkService } from "./domain/link-service.js";
 import { RateLimiter } from "./domain/rate-limiter.js";
 import type { Store } from "./domain/store.js";
@@ -30,6 +32,7 @@ import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
+import { createLinkAdminService } from "./rpc/link-admin-service.js";
 import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
@@ -130,7 +133,15 @@ export function createApp(deps: AppDeps): App {
     mounts.push((router) => router.service(desc, impl, adapter));
   };
   serve(AdminAuthService, createAdminAuthService(links));
-  serve(LinkAdminService, {});
+  const linkAdmin = new LinkAdmin({
+    store,
+    clock,
+    audit,
+    links,
+    pageTokens: createPageTokenCodec(pageTokenKey(config.otp.secret)),
+    settings: config.links,
+  });
+  serve(LinkAdminService, { ...createLinkAdminService(linkAdmin) });
   serve(UserAdminService, {});
   serve(AuditService, {});
   serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));

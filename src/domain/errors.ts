@@ -11,6 +11,7 @@ export type ErrorKind =
   | "permission_denied"
   | "unauthenticated"
   | "resource_exhausted"
+  | "failed_precondition"
   | "unimplemented"
   | "unavailable"
   | "deadline_exceeded"
@@ -42,6 +43,9 @@ export const REASONS = {
   deadline_exceeded: { kind: "deadline_exceeded", message: "the deadline expired before the call completed" },
   cancelled: { kind: "cancelled", message: "the call was cancelled" },
   internal: { kind: "internal", message: "internal error" },
+  link_not_found: { kind: "not_found", message: "no such link" },
+  link_already_used: { kind: "failed_precondition", message: "the link has been used" },
+  email_change_not_pending: { kind: "failed_precondition", message: "the email change of this link is no longer pending" },
 } as const satisfies Record<string, { kind: ErrorKind; message: string }>;
 
 export type Reason = keyof typeof REASONS;

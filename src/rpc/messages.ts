@@ -58,8 +58,12 @@ export function linkTypeToProto(type: LinkType): ProtoLinkType {
   return TO_PROTO[type];
 }
 
+export function linkStateToProto(state: LinkState): ProtoLinkState {
+  return STATE_TO_PROTO[state];
+}
+
 /** A Duration in milliseconds; NaN for a malformed one (so validation rejects it). */
-function durationToMs(duration: Duration): number {
+export function durationToMs(duration: Duration): number {
   const sameSign = duration.seconds >= 0n ? duration.nanos >= 0 : duration.nanos <= 0;
   if (!sameSign || Math.abs(duration.nanos) > 999_999_999) return NaN;
   return durationMs(duration);

@@ -25,6 +25,9 @@ describe("errors on the wire", () => {
     deadline_exceeded: Code.DeadlineExceeded,
     cancelled: Code.Canceled,
     internal: Code.Internal,
+    link_not_found: Code.NotFound,
+    link_already_used: Code.FailedPrecondition,
+    email_change_not_pending: Code.FailedPrecondition,
   };
 
   test("each reason has its status and travels as ErrorInfo", () => {
