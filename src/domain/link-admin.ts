@@ -118,6 +118,10 @@ export const MAX_REVOKE_HASHES = 1_000;
  * that it answers the links it has with a page token to go on from there.
  */
 const MAX_LIST_ROUNDS = 10;
+/** Links whose code attempts are counted at once. */
+const ATTEMPT_LOOKUPS_AT_ONCE = 16;
+/** Hashed tokens looked up at once by RevokeLinks. */
+const REVOKE_LOOKUPS_AT_ONCE = 50;
 
 /** A link's document and tombstone, either of which may be gone. */
 interface Stored {
@@ -248,8 +252,15 @@ export class LinkAdmin {
         case "hashed_tokens": {
           const hashes = validateHashedTokens(input.hashedTokens);
           subject.hashedTokens.push(...hashes);
-          const revoked = await links.revokeLinks(hashes, clock.now(), op);
-          return { hashedTokens: revoked.map((tombstone) => tombstone.tokenHash) };
+          // A few at a time (each is a lookup), so that 1,000 of them do not
+          // crowd out other calls' operations.
+          const now = clock.now();
+          const revoked: string[] = [];
+          for (let i = 0; i < hashes.length; i += REVOKE_LOOKUPS_AT_ONCE) {
+            const ended = await links.revokeLinks(hashes.slice(i, i + REVOKE_LOOKUPS_AT_ONCE), now, op);
+            revoked.push(...ended.map((tombstone) => tombstone.tokenHash));
+          }
+          return { hashedTokens: revoked };
         }
         case "user": {
           const target = validateUserLinks(input);
@@ -277,20 +288,30 @@ export class LinkAdmin {
 
   /**
    * How many code attempts each link has used: the attempt claims
-   * `otp:{hash}:{n}` recorded (LinkService claims them in order). They are
-   * kept until the link's expiry and read as of just before it, so an
-   * expired or ended link still shows them until the store forgets them.
+   * `otp:{hash}:{n}` recorded. LinkService claims them in order from 1, so a
+   * link without attempt 1 (most links) costs one lookup. They are kept
+   * until the link's expiry and read as of just before it, so an expired or
+   * ended link still shows them until the store forgets them. A few links
+   * at a time, so that a page of 500 does not crowd out other calls'
+   * operations.
    */
   async #withAttempts(views: readonly Described[], now: Date, op: OperationOptions): Promise<LinkView[]> {
     const { store, settings } = this.#deps;
-    const keys = (hash: string) => Array.from({ length: settings.otpMaxAttempts }, (_, i) => `otp:${hash}:${i + 1}`);
-    return Promise.all(
-      views.map(async (view) => {
-        const asOf = new Date(Math.min(now.getTime(), view.expiresAt.getTime() - 1));
-        const used = await store.claims.claimed(keys(view.hashedToken), asOf, op);
-        return { ...view, otpAttemptsUsed: used.size, otpAttemptsMax: settings.otpMaxAttempts };
-      }),
-    );
+    const max = settings.otpMaxAttempts;
+    const attemptsUsed = async (view: Described): Promise<number> => {
+      const asOf = new Date(Math.min(now.getTime(), view.expiresAt.getTime() - 1));
+      const key = (n: number) => `otp:${view.hashedToken}:${n}`;
+      if (max === 0 || (await store.claims.claimed([key(1)], asOf, op)).size === 0) return 0;
+      const rest = Array.from({ length: max - 1 }, (_, i) => key(i + 2));
+      return 1 + (await store.claims.claimed(rest, asOf, op)).size;
+    };
+    const counted: LinkView[] = [];
+    for (let i = 0; i < views.length; i += ATTEMPT_LOOKUPS_AT_ONCE) {
+      const batch = views.slice(i, i + ATTEMPT_LOOKUPS_AT_ONCE);
+      const used = await Promise.all(batch.map(attemptsUsed));
+      batch.forEach((view, j) => counted.push({ ...view, otpAttemptsUsed: used[j] as number, otpAttemptsMax: max }));
+    }
+    return counted;
   }
 }
 
