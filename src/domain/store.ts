@@ -114,6 +114,39 @@ export interface LinkStore {
   findLiveByEmail(email: string, type: LinkType, now: Date, limit: number, options?: OperationOptions): Promise<LinkRecord[]>;
   /** Delete one link; true when this call deleted it (false: it was not stored). */
   delete(tokenHash: string, options?: OperationOptions): Promise<boolean>;
+  /**
+   * Stored links (pending ones too) that match `query` and are not past their
+   * retainUntil at `now`, newest issue first (see LinkListQuery). For
+   * administrators (ListLinks), not the hot path: it may scan.
+   */
+  list(query: LinkListQuery, now: Date, options?: OperationOptions): Promise<LinkRecord[]>;
+}
+
+/**
+ * A page of links or tombstones, newest issue first: ordered by issuedAt,
+ * then by tokenHash (compared as strings), both descending. Every set filter
+ * must match.
+ */
+export interface LinkListQuery {
+  readonly userId?: string | undefined;
+  /** The address the link was sent to (normalized). */
+  readonly email?: string | undefined;
+  readonly type?: LinkType | undefined;
+  readonly issuedBy?: string | undefined;
+  /** Issued at or after this time. */
+  readonly issuedFrom?: Date | undefined;
+  /** Issued before this time. */
+  readonly issuedBefore?: Date | undefined;
+  /** Only entries after this one in the order (older issue, or the same instant and a smaller hash). */
+  readonly after?: LinkListPosition | undefined;
+  /** At most this many (at least 1). */
+  readonly limit: number;
+}
+
+/** A place in the newest-first order of links (a page's cursor). */
+export interface LinkListPosition {
+  readonly issuedAt: Date;
+  readonly tokenHash: string;
 }
 
 /**
@@ -126,6 +159,11 @@ export interface TombstoneStore {
   record(tombstones: readonly LinkTombstone[], options?: OperationOptions): Promise<LinkTombstone[]>;
   /** The tombstone of this hash; undefined when there is none or it is past its retainUntil at `now`. */
   find(tokenHash: string, now: Date, options?: OperationOptions): Promise<LinkTombstone | undefined>;
+  /**
+   * Tombstones that match `query` and are not past their retainUntil at
+   * `now`, in the same order as LinkStore.list. For administrators; it may scan.
+   */
+  list(query: LinkListQuery, now: Date, options?: OperationOptions): Promise<LinkTombstone[]>;
 }
 
 /**

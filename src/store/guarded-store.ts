@@ -43,10 +43,12 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
       findByUser: (userId, type, o) => read(o, (op) => links.findByUser(userId, type, op)),
       findLiveByEmail: (email, type, now, limit, o) => read(o, (op) => links.findLiveByEmail(email, type, now, limit, op)),
       delete: (tokenHash, o) => write(o, (op) => links.delete(tokenHash, op)),
+      list: (query, now, o) => read(o, (op) => links.list(query, now, op)),
     },
     tombstones: {
       record: (records, o) => write(o, (op) => tombstones.record(records, op)),
       find: (tokenHash, now, o) => read(o, (op) => tombstones.find(tokenHash, now, op)),
+      list: (query, now, o) => read(o, (op) => tombstones.list(query, now, op)),
     },
     claims: {
       claim: (key, expiresAt, o) => write(o, (op) => claims.claim(key, expiresAt, op)),

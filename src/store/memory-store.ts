@@ -1,5 +1,6 @@
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
-import type { LinkType } from "../domain/link-type.js";
+import { LINK_TYPES, type LinkType } from "../domain/link-type.js";
+import { compareNewestFirst, matchesListQuery } from "../domain/link-order.js";
 import type { User } from "../domain/user.js";
 import type { AuditEvent, StoredAuditEvent } from "../domain/audit-event.js";
 import { createAuditIdGenerator } from "../domain/audit-event-id.js";
@@ -9,6 +10,7 @@ import type {
   AuditQuery,
   AuditStore,
   ClaimStore,
+  LinkListQuery,
   LinkStore,
   RateLimitStore,
   Store,
@@ -37,6 +39,10 @@ import { plainCopy } from "./plain-copy.js";
 // so the sweep takes only what is due and leaves no entry of it anywhere.
 // (The sweep alone gives other calls a turn between slices of a large
 // backlog; each deletion in it is still done whole, index entries with it.)
+// The one exception is the administrators' listing (list, for ListLinks):
+// it walks the user's or the address's index buckets when the query names a
+// user or an address, and otherwise every link; tombstones, kept by hash
+// only, it always walks. It is never on the path of a link's issue or use.
 
 const copy = plainCopy;
 
@@ -241,7 +247,26 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     async delete(tokenHash) {
       return deleteLink(tokenHash);
     },
+    async list(query, now) {
+      return newestFirst(linkCandidates(query), query, now);
+    },
   };
+
+  /**
+   * The links a listing has to look at: the user's index bucket, else the
+   * address's buckets (one per type), else every link. (Listing is for
+   * administrators; the hot path never walks.)
+   */
+  function linkCandidates(query: LinkListQuery): Iterable<LinkRecord> {
+    const hashes = (bucket: Set<string> | undefined) => [...(bucket ?? [])];
+    if (query.userId !== undefined) return hashes(linksByUser.get(query.userId)).map((hash) => links.get(hash) as LinkRecord);
+    if (query.email !== undefined) {
+      const email = query.email;
+      const types = query.type === undefined ? LINK_TYPES : [query.type];
+      return types.flatMap((type) => hashes(linksByAddress.get(addressKey(type, email)))).map((hash) => links.get(hash) as LinkRecord);
+    }
+    return links.values();
+  }
 
   const tombstoneStore: TombstoneStore = {
     async record(records) {
@@ -258,7 +283,18 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const tombstone = tombstones.get(tokenHash);
       return tombstone && isRetained(tombstone, now) ? copy(tombstone) : undefined;
     },
+    async list(query, now) {
+      // Tombstones are kept by hash only: a listing walks them all.
+      return newestFirst(tombstones.values(), query, now);
+    },
   };
+
+  /** Copies of the retained entries that match `query`, newest issue first, at most query.limit. */
+  function newestFirst<T extends LinkRecord | LinkTombstone>(entries: Iterable<T>, query: LinkListQuery, now: Date): T[] {
+    const found: T[] = [];
+    for (const entry of entries) if (isRetained(entry, now) && matchesListQuery(entry, query)) found.push(entry);
+    return found.sort(compareNewestFirst).slice(0, Math.max(0, query.limit)).map((entry) => copy(entry));
+  }
 
   function recordClaim(key: string, holder: string, expiresAt: Date): void {
     claims.set(key, { expiresAt, holder });

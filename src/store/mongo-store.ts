@@ -12,6 +12,7 @@ import {
   type AuditFilter,
   type AuditStore,
   type ClaimStore,
+  type LinkListQuery,
   type LinkStore,
   type OperationOptions,
   type RateLimitStore,
@@ -30,6 +31,9 @@ import {
 //   link_tombstones _id = the token hash of a link that was used, replaced
 //                or revoked (its fate: the first insert wins); TTL on
 //                retainUntil (copied from the link)
+//                Both link collections also have {userId,issuedAt,_id},
+//                {email,issuedAt,_id} and {issuedAt,_id} for ListLinks (an
+//                administrators' listing; FerretDB scans for it regardless).
 //   claims       _id = the claimed key (one-time code attempts, email-change
 //                confirmations, finished redemptions with their holder); TTL
 //                on expiresAt
@@ -125,6 +129,8 @@ interface LinkDoc {
   emailChange?: LinkRecord["emailChange"];
   /** Present (true) until the link's issue makes it usable. */
   pending?: boolean;
+  /** Absent on documents stored before it was recorded. */
+  issuedBy?: string;
 }
 
 interface TombstoneDoc {
@@ -139,6 +145,7 @@ interface TombstoneDoc {
   expiresAt: Date;
   retainUntil: Date;
   emailChange?: LinkRecord["emailChange"];
+  issuedBy?: string;
 }
 
 const NOT_IMPLEMENTED = 238;
@@ -286,7 +293,10 @@ async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{
   // delete expired links before PreviewLink could call them expired.
   await dropIndexIfPresent(links, "expiresAt_ttl");
   await dropIndexIfPresent(links, "expiresAt_purge");
-  await createTtlIndex(db.collection("link_tombstones"), "retainUntil", undefined);
+  const tombstones = db.collection<TombstoneDoc>("link_tombstones");
+  await createTtlIndex(tombstones, "retainUntil", undefined);
+  await createListingIndexes(links);
+  await createListingIndexes(tombstones);
   await createTtlIndex(db.collection("claims"), "expiresAt", undefined);
   const rateLimits = db.collection("rate_limits");
   await rateLimits.createIndex({ bucket: 1, window: 1, slot: -1 }, { name: "bucket_window_slot" });
@@ -303,6 +313,35 @@ async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{
   await createTtlIndex(audit, "expiresAt", undefined);
   return { ttl };
 }
+
+/** The indexes of ListLinks's filters, each in its newest-first order. */
+async function createListingIndexes(collection: Collection<LinkDoc> | Collection<TombstoneDoc>): Promise<void> {
+  await collection.createIndex({ userId: 1, issuedAt: -1, _id: -1 }, { name: "user_issued" });
+  await collection.createIndex({ email: 1, issuedAt: -1, _id: -1 }, { name: "email_issued" });
+  await collection.createIndex({ issuedAt: -1, _id: -1 }, { name: "issued" });
+}
+
+/**
+ * The filter of a listing (store.ts, LinkListQuery) on a link or tombstone
+ * collection: the query's filters, retained at `now`, and after its position.
+ */
+function listFilter(query: LinkListQuery, now: Date): Document {
+  const and: Document[] = [{ $or: [{ retainUntil: { $gt: now } }, { retainUntil: { $exists: false }, expiresAt: { $gt: now } }] }];
+  if (query.userId !== undefined) and.push({ userId: query.userId });
+  if (query.email !== undefined) and.push({ email: query.email });
+  if (query.type !== undefined) and.push({ type: query.type });
+  if (query.issuedBy !== undefined) and.push(query.issuedBy === "" ? { $or: [{ issuedBy: "" }, { issuedBy: { $exists: false } }] } : { issuedBy: query.issuedBy });
+  if (query.issuedFrom !== undefined) and.push({ issuedAt: { $gte: query.issuedFrom } });
+  if (query.issuedBefore !== undefined) and.push({ issuedAt: { $lt: query.issuedBefore } });
+  if (query.after !== undefined) {
+    const { issuedAt, tokenHash } = query.after;
+    and.push({ $or: [{ issuedAt: { $lt: issuedAt } }, { issuedAt, _id: { $lt: tokenHash } }] });
+  }
+  return { $and: and };
+}
+
+/** Newest issue first, then by hash (store.ts). */
+const NEWEST_FIRST = { issuedAt: -1, _id: -1 } as const;
 
 /**
  * Link documents stored before retainUntil existed are given their expiresAt
@@ -498,6 +537,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
       }),
     delete: (tokenHash, options) =>
       run(options, async () => (await links.deleteOne({ _id: tokenHash }, abortable(options))).deletedCount === 1),
+    list: (query, now, options) =>
+      run(options, async () => {
+        if (query.limit <= 0) return []; // the driver reads limit(0) as "no limit"
+        const docs = await links.find(listFilter(query, now), { ...abortable(options), sort: NEWEST_FIRST, limit: query.limit }).toArray();
+        return docs.map((doc) => toLink(doc) as LinkRecord);
+      }),
   };
 
   const tombstoneStore: TombstoneStore = {
@@ -518,6 +563,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
       }),
     find: (tokenHash, now, options) =>
       run(options, async () => toTombstone(stillRetained(await tombstones.findOne({ _id: tokenHash }, abortable(options)), now))),
+    list: (query, now, options) =>
+      run(options, async () => {
+        if (query.limit <= 0) return [];
+        const docs = await tombstones.find(listFilter(query, now), { ...abortable(options), sort: NEWEST_FIRST, limit: query.limit }).toArray();
+        return docs.map((doc) => toTombstone(doc) as LinkTombstone);
+      }),
   };
 
   const claimStore: ClaimStore = {
@@ -700,6 +751,7 @@ function fromLink(link: LinkRecord): LinkDoc {
     retainUntil: link.retainUntil,
     emailChange: link.emailChange,
     pending: link.pending === true ? true : undefined,
+    issuedBy: link.issuedBy,
   } as LinkDoc;
 }
 
@@ -718,6 +770,7 @@ function toLink(doc: LinkDoc | null): LinkRecord | undefined {
     retainUntil: doc.retainUntil ?? doc.expiresAt,
     emailChange: doc.emailChange ?? undefined,
     pending: doc.pending === true ? true : undefined,
+    issuedBy: doc.issuedBy ?? undefined,
   };
 }
 
@@ -734,6 +787,7 @@ function fromTombstone(tombstone: LinkTombstone): TombstoneDoc {
     expiresAt: tombstone.expiresAt,
     retainUntil: tombstone.retainUntil,
     emailChange: tombstone.emailChange,
+    issuedBy: tombstone.issuedBy,
   } as TombstoneDoc;
 }
 
@@ -751,6 +805,7 @@ function toTombstone(doc: TombstoneDoc | undefined): LinkTombstone | undefined {
     expiresAt: doc.expiresAt,
     retainUntil: doc.retainUntil,
     emailChange: doc.emailChange ?? undefined,
+    issuedBy: doc.issuedBy ?? undefined,
   };
 }
 

@@ -156,6 +156,14 @@ describe("MongoDB store: on the server", () => {
           else assert.equal(retention[0]!.expireAfterSeconds, undefined, `${collection}: a plain index (for the purge)`);
         }
 
+        // ListLinks: each filter's index in newest-first order, on both link collections.
+        for (const collection of ["link_tokens", "link_tombstones"]) {
+          const keys = (await indexes(on, collection)).map((i) => i.key);
+          for (const key of ['{"userId":1,"issuedAt":-1,"_id":-1}', '{"email":1,"issuedAt":-1,"_id":-1}', '{"issuedAt":-1,"_id":-1}']) {
+            assert.ok(keys.includes(key), `${collection} has ${key}: ${JSON.stringify(keys)}`);
+          }
+        }
+
         for (const collection of ["claims", "rate_limits", "audit_events"]) {
           const found = (await indexes(on, collection)).filter((i) => i.key === '{"expiresAt":1}');
           assert.equal(found.length, 1, `${collection} has an expiresAt index`);

@@ -5,7 +5,8 @@ import type { AuditEvent, StoredAuditEvent } from "../../src/domain/audit-event.
 import { auditIdFloor, auditIdTime } from "../../src/domain/audit-event-id.js";
 import { tombstoneOf, type LinkEnding, type LinkRecord } from "../../src/domain/link.js";
 import type { PendingEmailChange, User } from "../../src/domain/user.js";
-import type { AuditPosition, AuditQuery, Store } from "../../src/domain/store.js";
+import type { AuditPosition, AuditQuery, LinkListQuery, Store } from "../../src/domain/store.js";
+import type { LinkType } from "../../src/domain/link-type.js";
 
 // One contract for every store: the embedded one and MongoDB run these same
 // tests (memory-store.test.ts, mongo-store.test.ts), so they cannot drift
@@ -569,6 +570,7 @@ export function runStoreContract(name: string, open: OpenStore): void {
           redirectTo: "https://app.example.com/x?y=1",
           emailChange: { changeId: "c1", address: "current" },
           pending: true,
+          issuedBy: "spiffe://example.org/backend",
         });
         await store.links.insert([link]);
         same(await store.links.find(link.tokenHash, T0), link);
@@ -991,8 +993,9 @@ export function runStoreContract(name: string, open: OpenStore): void {
 
     describe("tombstones", () => {
       it("record then find: every field intact, by hash, until retainUntil", async (store) => {
-        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR), emailChange: { changeId: "c", address: "new" } });
+        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR), emailChange: { changeId: "c", address: "new" }, issuedBy: "backend" });
         const tombstone = tombstoneOf(link, "replaced", at(7));
+        assert.equal(tombstone.issuedBy, "backend", "the tombstone keeps who issued the link");
         same(await store.tombstones.record([tombstone]), [tombstone], "reports what it recorded");
         same(await store.tombstones.find(link.tokenHash, T0), tombstone);
         same(await store.tombstones.find(link.tokenHash, at(3 * HOUR - 1)), tombstone, "the millisecond before retainUntil");
@@ -1118,5 +1121,105 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.equal(await store.purgeExpired(at(HOUR)), 0);
       });
     });
+
+    // ListLinks reads links and tombstones through the same query; each
+    // case runs on both.
+    const listers = {
+      links: {
+        add: (store: Store, links: LinkRecord[]) => store.links.insert(links),
+        list: (store: Store, query: LinkListQuery, now = T0) => store.links.list(query, now),
+        expected: (links: LinkRecord[]) => links as unknown[],
+      },
+      tombstones: {
+        add: async (store: Store, links: LinkRecord[]) => void (await store.tombstones.record(links.map((l) => tombstoneOf(l, "revoked", at(5))))),
+        list: (store: Store, query: LinkListQuery, now = T0) => store.tombstones.list(query, now),
+        expected: (links: LinkRecord[]) => links.map((l) => tombstoneOf(l, "revoked", at(5))) as unknown[],
+      },
+    } as const;
+    const hashesOf = (entries: readonly { tokenHash: string }[]) => entries.map((e) => e.tokenHash);
+
+    for (const [kind, lister] of Object.entries(listers)) {
+      describe(`listing ${kind} (ListLinks)`, () => {
+        it("newest issue first, ties by hash descending; every field intact; pending and expired included, past retainUntil not", async (store) => {
+          const userId = randomUUID();
+          const tie = at(20);
+          const links = [
+            newLink({ userId, issuedAt: at(10), issuedBy: "a", redirectTo: "https://app.example.com/", type: "email_change", emailChange: { changeId: "c", address: "new" } }),
+            newLink({ userId, issuedAt: tie, tokenHash: `b-${unique("h")}` }),
+            newLink({ userId, issuedAt: tie, tokenHash: `a-${unique("h")}`, pending: true }),
+            newLink({ userId, issuedAt: at(30), expiresAt: at(-1), retainUntil: at(HOUR) }),
+            newLink({ userId, issuedAt: at(40), expiresAt: at(-2), retainUntil: T0 }), // forgotten at T0
+          ];
+          await lister.add(store, links);
+          const listed = await lister.list(store, { userId, limit: 10 });
+          const [one, b, a, expired, forgotten] = lister.expected(links);
+          same(listed, [expired, b, a, one]);
+          same(await lister.list(store, { userId, limit: 10 }, at(-10)), [forgotten, expired, b, a, one], "retained before T0");
+          same(await lister.list(store, { userId, limit: 2 }), [expired, b], "at most limit");
+          same(await lister.list(store, { userId, limit: 10 }, at(HOUR)), [b, a, one], "the expired one forgotten at its retainUntil");
+        });
+
+        it("filters: user, address, type, issuing caller, issue time range (from inclusive, before exclusive), all combined", async (store) => {
+          const userId = randomUUID();
+          const email = newEmail("listed");
+          const mine = (overrides: Partial<LinkRecord>) => newLink({ userId, email, issuedBy: "svc-a", ...overrides });
+          const links = [
+            mine({ issuedAt: at(1) }),
+            mine({ issuedAt: at(2), type: "recovery" }),
+            mine({ issuedAt: at(3), issuedBy: "svc-b" }),
+            mine({ issuedAt: at(4), email: newEmail("other-address") }),
+            newLink({ issuedAt: at(5), email, issuedBy: "svc-a" }), // another user, same address
+            mine({ issuedAt: at(6), issuedBy: undefined }),
+          ];
+          await lister.add(store, links);
+          const listed = async (query: Omit<LinkListQuery, "limit">) =>
+            hashesOf(await lister.list(store, { ...query, limit: 100 })).filter((h) => links.some((l) => l.tokenHash === h));
+          const h = (...indexes: number[]) => indexes.map((i) => links[i]!.tokenHash);
+          same(await listed({ userId }), h(5, 3, 2, 1, 0));
+          same(await listed({ email }), h(5, 4, 2, 1, 0));
+          same(await listed({ email, type: "recovery" }), h(1));
+          same(await listed({ type: "recovery", userId }), h(1));
+          same(await listed({ issuedBy: "svc-a", userId }), h(3, 1, 0));
+          same(await listed({ issuedBy: "svc-b" }), h(2));
+          same(await listed({ userId, issuedFrom: at(2), issuedBefore: at(4) }), h(2, 1));
+          same(await listed({ userId, email, type: "magiclink", issuedBy: "svc-a", issuedFrom: at(1), issuedBefore: at(6) }), h(0));
+          same(await listed({ userId: randomUUID() }), []);
+          same(await listed({ email: newEmail("nobody") }), []);
+          same(await listed({ email: email.toUpperCase() }), [], "addresses are compared as given (normalized upstream)");
+        });
+
+        it("pages cut after a position cover every entry once, in order, whatever is added meanwhile", async (store) => {
+          const userId = randomUUID();
+          const type: LinkType = "invite";
+          // Five instants, three links each: ties are the point.
+          const links = Array.from({ length: 15 }, (_, i) => newLink({ userId, type, issuedAt: at(Math.floor(i / 3)) }));
+          await lister.add(store, links);
+          const seen: string[] = [];
+          let after: LinkListQuery["after"];
+          for (let page = 0; page < 20; page++) {
+            const listed = await lister.list(store, { userId, after, limit: 4 });
+            seen.push(...hashesOf(listed));
+            if (listed.length < 4) break;
+            const last = listed.at(-1)!;
+            after = { issuedAt: last.issuedAt, tokenHash: last.tokenHash };
+            // Newer links, and links at the last one's instant, arrive meanwhile.
+            await lister.add(store, [newLink({ userId, type, issuedAt: at(100 + page) }), newLink({ userId, type, issuedAt: last.issuedAt })]);
+          }
+          const original = new Set(hashesOf(links));
+          const seenOriginal = seen.filter((h) => original.has(h));
+          same(seenOriginal, hashesOf([...links].sort((x, y) => y.issuedAt.getTime() - x.issuedAt.getTime() || (x.tokenHash < y.tokenHash ? 1 : -1))), "every original entry once, in order");
+          assert.equal(new Set(seen).size, seen.length, "nothing listed twice");
+        });
+
+        it("returned entries are copies", async (store) => {
+          const link = newLink({ emailChange: { changeId: "x", address: "new" }, type: "email_change" });
+          await lister.add(store, [link]);
+          const [found] = (await lister.list(store, { userId: link.userId, limit: 1 })) as LinkRecord[];
+          found!.issuedAt.setTime(0);
+          (found!.emailChange as { changeId: string }).changeId = "tampered";
+          same(await lister.list(store, { userId: link.userId, limit: 1 }), lister.expected([link]));
+        });
+      });
+    }
   });
 }
