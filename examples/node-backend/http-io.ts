@@ -52,7 +52,10 @@ const PAGE_CSP =
 
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "content-security-policy": PAGE_CSP,
-  "referrer-policy": "no-referrer",
+  // Not no-referrer: with it, browsers send `Origin: null` on form posts, and
+  // the app checks Origin. (An assertion travels in a fragment, which no
+  // Referer ever carries.)
+  "referrer-policy": "same-origin",
   "x-content-type-options": "nosniff",
   "cache-control": "no-store",
 };

@@ -9,7 +9,7 @@ const html = escapeHtml;
 function layout(appName: string, title: string, body: string, script?: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${html(title)} · ${html(appName)}</title><link rel="stylesheet" href="/assets/app.css">${script ? `<script src="${script}" defer></script>` : ""}</head>
+<title>${html(title)} · ${html(appName)}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/app.css">${script ? `<script src="${script}" defer></script>` : ""}</head>
 <body><header><a href="/" class="brand">${html(appName)}</a></header><main>${body}</main></body></html>`;
 }
 
@@ -88,7 +88,7 @@ export function messagePage(appName: string, title: string, text: string): strin
  * sends it to the backend in a POST body; then goes home.
  */
 export const CALLBACK_SCRIPT = `"use strict";
-(async () => {
+async function signIn() {
   const status = document.getElementById("status");
   const detail = document.getElementById("detail");
   const assertion = new URLSearchParams(location.hash.slice(1)).get("authlink_assertion");
@@ -112,7 +112,10 @@ export const CALLBACK_SCRIPT = `"use strict";
     status.textContent = "We could not reach the server";
     detail.textContent = "Check your connection and open the link again.";
   }
-})();
+}
+signIn();
+// A link opened while this page is already showing changes only the fragment.
+addEventListener("hashchange", signIn);
 `;
 
 export const APP_CSS = `
