@@ -19,6 +19,7 @@ import { createArgon2Hasher } from "./crypto/passwords.js";
 import type { Clock } from "./domain/clock.js";
 import { LinkService } from "./domain/link-service.js";
 import { RateLimiter } from "./domain/rate-limiter.js";
+import { UserAdmin } from "./domain/user-admin.js";
 import type { Store } from "./domain/store.js";
 import { createServiceKeyMatcher } from "./identity/service-keys.js";
 import type { Logger } from "./log/logger.js";
@@ -31,6 +32,7 @@ import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
 import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
+import { createUserAdminService } from "./rpc/user-admin-service.js";
 import { createHttpHandler } from "./server/http-handler.js";
 import type { RequestHandler } from "./server/http-server.js";
 import { startPurgeLoop } from "./store/purge-loop.js";
@@ -81,14 +83,16 @@ export function createApp(deps: AppDeps): App {
     audience: config.assertions.audience,
     ttlMs: config.assertions.ttlMs,
   });
+  const passwords = createArgon2Hasher(config.argon2);
+  const rateLimiter = new RateLimiter(store.rateLimits, clock);
   const links = new LinkService({
     store,
     clock,
     otp: createOtpCodec(config.otp.secret, config.otp.length),
-    passwords: createArgon2Hasher(config.argon2),
+    passwords,
     redirects: config.redirects,
     settings: config.links,
-    rateLimiter: new RateLimiter(store.rateLimits, clock),
+    rateLimiter,
     rateLimits: config.rateLimits,
     audit,
     assertions,
@@ -131,7 +135,12 @@ export function createApp(deps: AppDeps): App {
   };
   serve(AdminAuthService, createAdminAuthService(links));
   serve(LinkAdminService, {});
-  serve(UserAdminService, {});
+  serve(
+    UserAdminService,
+    createUserAdminService(
+      new UserAdmin({ store, clock, audit, passwords, settings: config.links, links, rateLimiter, rateLimits: config.rateLimits }),
+    ),
+  );
   serve(AuditService, {});
   serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));
   if (config.reflection) {

@@ -5,6 +5,7 @@ import type { LinkType } from "./link-type.js";
 import { MAX_PASSWORD_LENGTH, passwordWeakness } from "./password-policy.js";
 import type { RedirectPolicy } from "./redirect-policy.js";
 import type { JsonObject } from "./user.js";
+import { MAX_METADATA_DEPTH, metadataProblem } from "./user-metadata.js";
 import { formatDurationMs } from "./durations.js";
 import type { OtpCodec } from "../crypto/otp.js";
 import { isWellFormedLinkToken } from "../crypto/link-token.js";
@@ -90,10 +91,9 @@ export function validateGenerateLink(
   if (input.data !== undefined && type !== undefined) {
     if (!TYPES_WITH_DATA.has(type)) {
       bad("data", "is allowed only for SIGNUP or INVITE or MAGICLINK");
-    } else if (nestingDepth(input.data) > MAX_DATA_DEPTH) {
-      bad("data", `must nest at most ${MAX_DATA_DEPTH} levels deep`);
-    } else if (Buffer.byteLength(JSON.stringify(input.data)) > settings.maxUserDataBytes) {
-      bad("data", `must be at most ${settings.maxUserDataBytes} bytes as JSON`);
+    } else {
+      const problem = metadataProblem(input.data, settings.maxUserDataBytes);
+      if (problem) bad("data", problem);
     }
   }
 
@@ -155,23 +155,5 @@ export function validateVerifyLink(input: VerifyLinkInput, otp: OtpCodec): Verif
   return { type, credential };
 }
 
-/**
- * How deep `data` may nest: MongoDB refuses documents nested past 100 levels,
- * and copying or serializing a value thousands of levels deep overflows the
- * stack, while a size-limited request can nest that deep. Metadata needs a few.
- */
-export const MAX_DATA_DEPTH = 32;
-
-/** Levels of objects and arrays in a JSON value (a scalar is 0), walked without recursion. */
-function nestingDepth(value: unknown): number {
-  let deepest = 0;
-  const pending: [unknown, number][] = [[value, 0]];
-  for (let next = pending.pop(); next; next = pending.pop()) {
-    const [item, depth] = next;
-    if (item === null || typeof item !== "object") continue;
-    deepest = Math.max(deepest, depth + 1);
-    if (deepest > MAX_DATA_DEPTH) return deepest;
-    for (const child of Object.values(item)) pending.push([child, depth + 1]);
-  }
-  return deepest;
-}
+/** How deep `data` may nest (the limit of all user metadata, user-metadata.ts). */
+export const MAX_DATA_DEPTH = MAX_METADATA_DEPTH;

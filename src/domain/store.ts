@@ -77,6 +77,15 @@ export interface UserStore {
   completeEmailChange(id: string, change: Pick<PendingEmailChange, "id" | "newEmail">, at: Date, options?: OperationOptions): Promise<User | "email_taken" | undefined>;
   /** Drop pending change `changeId` (if it still is the pending one). */
   cancelEmailChange(id: string, changeId: string, at: Date, options?: OperationOptions): Promise<void>;
+  /**
+   * Move the user to `email` at once (an administrator's change: nothing to
+   * confirm), dropping any pending email change; every other field stays.
+   * The unique address decides a race: "email_taken" when another user holds
+   * `email` (the user is then unchanged); undefined when the user does not exist.
+   */
+  changeEmail(id: string, email: string, at: Date, options?: OperationOptions): Promise<User | "email_taken" | undefined>;
+  /** Delete the user (its address is free again); true when this call deleted it, false when it did not exist. */
+  delete(id: string, options?: OperationOptions): Promise<boolean>;
 }
 
 export interface UserChanges {

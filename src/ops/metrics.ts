@@ -1,4 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { AdminAuthService } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { AuditService } from "../../gen/authlink/v1/audit_service_pb.js";
+import { LinkAdminService } from "../../gen/authlink/v1/link_admin_service_pb.js";
+import { UserAdminService } from "../../gen/authlink/v1/user_admin_service_pb.js";
 
 // Prometheus metrics for authlink, on a registry of its own (never prom-client's
 // global one, so that tests and several apps in one process do not collide).
@@ -77,11 +81,9 @@ export interface MetricsOptions {
   readonly methods?: readonly string[];
 }
 
-/** authlink's own methods plus those of the gRPC health and reflection services. */
+/** authlink's own methods (from the contract) plus those of the gRPC health and reflection services. */
 export const KNOWN_RPC_METHODS: readonly string[] = [
-  "GenerateLink",
-  "VerifyLink",
-  "PreviewLink",
+  ...[AdminAuthService, LinkAdminService, UserAdminService, AuditService].flatMap((service) => service.methods.map((m) => m.name)),
   "Check",
   "Watch",
   "List",

@@ -59,7 +59,7 @@ export function linkTypeToProto(type: LinkType): ProtoLinkType {
 }
 
 /** A Duration in milliseconds; NaN for a malformed one (so validation rejects it). */
-function durationToMs(duration: Duration): number {
+export function durationToMs(duration: Duration): number {
   const sameSign = duration.seconds >= 0n ? duration.nanos >= 0 : duration.nanos <= 0;
   if (!sameSign || Math.abs(duration.nanos) > 999_999_999) return NaN;
   return durationMs(duration);
@@ -100,6 +100,7 @@ export function userToProto(user: User): ProtoUser {
     updatedAt: timestampFromDate(user.updatedAt),
     userMetadata: user.userMetadata,
     newEmail: user.emailChange?.newEmail ?? "",
+    hasPassword: user.passwordHash !== undefined,
   });
 }
 

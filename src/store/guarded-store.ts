@@ -33,6 +33,8 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
       confirmEmail: (id, at, o) => write(o, (op) => users.confirmEmail(id, at, op)),
       completeEmailChange: (id, change, at, o) => write(o, (op) => users.completeEmailChange(id, change, at, op)),
       cancelEmailChange: (id, changeId, at, o) => write(o, (op) => users.cancelEmailChange(id, changeId, at, op)),
+      changeEmail: (id, email, at, o) => write(o, (op) => users.changeEmail(id, email, at, op)),
+      delete: (id, o) => write(o, (op) => users.delete(id, op)),
     },
     links: {
       insert: (records, o) => write(o, (op) => links.insert(records, op)),

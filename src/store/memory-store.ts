@@ -147,6 +147,23 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const user = users.get(id);
       if (user?.emailChange?.id === changeId) replaceUser(id, (u) => ({ ...u, emailChange: undefined, updatedAt: at }));
     },
+    async changeEmail(id, email, at) {
+      const user = users.get(id);
+      if (!user) return undefined;
+      const holder = userIdByEmail.get(email);
+      if (holder !== undefined && holder !== id) return "email_taken";
+      userIdByEmail.delete(user.email);
+      userIdByEmail.set(email, id);
+      return replaceUser(id, (u) => ({ ...u, email, emailChange: undefined, updatedAt: at }));
+    },
+    async delete(id) {
+      const user = users.get(id);
+      if (!user) return false;
+      users.delete(id);
+      // The address index follows (it always names this user for its address).
+      if (userIdByEmail.get(user.email) === id) userIdByEmail.delete(user.email);
+      return true;
+    },
   };
 
   function replaceUser(id: string, change: (user: User) => User): User | undefined {

@@ -425,6 +425,30 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
           abortable(options),
         );
       }),
+    changeEmail: (id, email, at, options) =>
+      run(options, async () => {
+        // As in completeEmailChange: the address is checked before the
+        // update and again after a failed one (servers report a unique-index
+        // conflict inside an update differently); the unique index decides.
+        const takenByOther = async () => {
+          const holder = await users.findOne({ email }, { ...abortable(options), projection: { _id: 1 } });
+          return holder !== null && holder._id !== id;
+        };
+        if (await takenByOther()) return "email_taken";
+        try {
+          const updated = await users.findOneAndUpdate(
+            { _id: id },
+            { $set: { email, updatedAt: at }, $unset: { emailChange: "" } },
+            { ...after, ...abortable(options) },
+          );
+          return toUser(updated);
+        } catch (error) {
+          if (isDuplicateKeyError(error) || (!isUnavailableError(error) && (await takenByOther()))) return "email_taken";
+          throw error;
+        }
+      }),
+    delete: (id, options) =>
+      run(options, async () => (await users.deleteOne({ _id: id }, abortable(options))).deletedCount === 1),
   };
 
   const stillRetained = <T extends { retainUntil?: Date; expiresAt: Date }>(doc: T | null, now: Date): T | undefined =>

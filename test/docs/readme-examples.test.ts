@@ -260,6 +260,23 @@ function expectations(server: Authlink): Record<string, Expectation> {
       outputOn: "stderr",
       stderr: [/"code": "permission_denied"/, /"reason": "link_invalid_or_expired"/],
     },
+    "buf-curl-create-user": {
+      stdout: [/"email": "max@example.com"/, /"hasPassword": true/, /"plan": "pro"/],
+      stderrNot: [/argon2/],
+      async check(ran) {
+        assert.doesNotMatch(ran.stdout, /argon2|correct horse/, "no password or hash in the answer");
+      },
+    },
+    "buf-curl-update-user": {
+      stdout: [/"email": "max.new@example.com"/, /"revokedLinks": 1/, /"plan": "team"/],
+      async check(ran) {
+        assert.doesNotMatch(ran.stdout, /"beta"/, "a key given as null is removed");
+      },
+    },
+    "buf-curl-invite-user": {
+      stdout: [new RegExp(`"actionLink": "${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=invite"`), /"verificationType": "LINK_TYPE_INVITE"/, /"invitedAt": "/],
+    },
+    "buf-curl-delete-user": { stdout: [/"revokedLinks": 1/] },
     "curl-signup": { stdout: [new RegExp(`"actionLink":"${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=signup"`), /"email":"cat@example.com"/] },
     "grpc-js-generate": {
       stdout: [new RegExp(`${link("invite").source} \\d{6}$`, "m")],

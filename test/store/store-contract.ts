@@ -438,6 +438,129 @@ export function runStoreContract(name: string, open: OpenStore): void {
       });
     });
 
+    describe("users: an administrator's changes (changeEmail, delete)", () => {
+      it("changeEmail moves the user at once, drops the pending change, keeps every other field, frees the old address", async (store) => {
+        const user = newUser({
+          passwordHash: "h",
+          emailConfirmedAt: at(1),
+          invitedAt: at(2),
+          userMetadata: { m: 1 },
+          emailChange: newChange({ requireCurrent: true }),
+          completedEmailChange: { id: "earlier", previousEmail: newEmail("earlier") },
+        });
+        await store.users.insert(user);
+        const target = newEmail("moved");
+        const moved = await store.users.changeEmail(user.id, target, at(7));
+        const expected = { ...user, email: target, emailChange: undefined, updatedAt: at(7) };
+        same(moved, expected);
+        same(await store.users.findById(user.id), expected);
+        same(await store.users.findByEmail(target), expected);
+        assert.equal(await store.users.findByEmail(user.email), undefined, "the old address no longer finds the user");
+        assert.equal(await store.users.insert(newUser({ email: user.email })), "inserted", "the old address is free");
+        assert.equal(await store.users.insert(newUser({ email: target })), "email_taken", "the new one is taken");
+        assert.equal(await store.users.completeEmailChange(user.id, user.emailChange!, at(8)), undefined, "the dropped change cannot complete");
+      });
+
+      it("changeEmail to an address another user holds is email_taken and changes nothing", async (store) => {
+        const holder = newUser();
+        const user = newUser({ emailChange: newChange() });
+        await store.users.insert(holder);
+        await store.users.insert(user);
+        assert.equal(await store.users.changeEmail(user.id, holder.email, at(3)), "email_taken");
+        same(await store.users.findById(user.id), user, "the mover is unchanged (its pending change too)");
+        same(await store.users.findByEmail(user.email), user);
+        same(await store.users.findById(holder.id), holder);
+        same(await store.users.findByEmail(holder.email), holder);
+      });
+
+      it("changeEmail of a missing user is undefined and takes no address", async (store) => {
+        const target = newEmail("ghost");
+        assert.equal(await store.users.changeEmail(randomUUID(), target, at(3)), undefined);
+        assert.equal(await store.users.findByEmail(target), undefined);
+        assert.equal(await store.users.insert(newUser({ email: target })), "inserted");
+      });
+
+      it("changeEmail to the user's own address keeps it and drops the pending change", async (store) => {
+        const user = newUser({ emailChange: newChange() });
+        await store.users.insert(user);
+        same(await store.users.changeEmail(user.id, user.email, at(4)), { ...user, emailChange: undefined, updatedAt: at(4) });
+        same((await store.users.findByEmail(user.email))?.id, user.id);
+      });
+
+      it("10 users moving to one address at once: exactly one gets it, the others are email_taken and unchanged", async (store) => {
+        const target = newEmail("contested");
+        const movers = Array.from({ length: 10 }, () => newUser());
+        for (const user of movers) await store.users.insert(user);
+        const results = await concurrently(10, (i) => store.users.changeEmail(movers[i]!.id, target, at(50)));
+        assert.equal(count(results, (r) => typeof r === "object"), 1, `results: ${JSON.stringify(results.map((r) => (typeof r === "object" ? "user" : r ?? "undefined")))}`);
+        assert.equal(count(results, (r) => r === "email_taken"), 9);
+        const winner = movers[results.findIndex((r) => typeof r === "object")]!;
+        assert.equal((await store.users.findByEmail(target))?.id, winner.id);
+        for (const loser of movers.filter((m) => m !== winner)) {
+          same(await store.users.findById(loser.id), loser);
+          same(await store.users.findByEmail(loser.email), loser);
+        }
+      });
+
+      it("an insert and a changeEmail racing for one address: exactly one gets it", async (store) => {
+        const rounds = await concurrently(10, async () => {
+          const target = newEmail("contested");
+          const mover = newUser();
+          await store.users.insert(mover);
+          const newcomer = newUser({ email: target });
+          const [moving, inserting] = await Promise.allSettled([store.users.changeEmail(mover.id, target, at(60)), store.users.insert(newcomer)]);
+          if (moving.status === "rejected") throw moving.reason;
+          if (inserting.status === "rejected") throw inserting.reason;
+          const holder = await store.users.findByEmail(target);
+          return { moved: typeof moving.value === "object", inserted: inserting.value === "inserted", holder: holder?.id, mover, newcomer };
+        });
+        for (const round of rounds) {
+          assert.equal(Number(round.moved) + Number(round.inserted), 1, JSON.stringify(round));
+          assert.equal(round.holder, round.moved ? round.mover.id : round.newcomer.id);
+          if (round.inserted) same(await store.users.findById(round.mover.id), round.mover, "the mover kept its address");
+        }
+      });
+
+      it("delete removes the user and frees its address; a second delete is false", async (store) => {
+        const user = newUser({ passwordHash: "h", emailChange: newChange() });
+        const other = newUser();
+        await store.users.insert(user);
+        await store.users.insert(other);
+        assert.equal(await store.users.delete(user.id), true);
+        assert.equal(await store.users.findById(user.id), undefined);
+        assert.equal(await store.users.findByEmail(user.email), undefined);
+        assert.equal(await store.users.delete(user.id), false, "already gone");
+        assert.equal(await store.users.delete(randomUUID()), false, "never existed");
+        assert.equal(await store.users.update(user.id, { updatedAt: at(2), userMetadata: { a: 1 } }), undefined, "nothing to update");
+        assert.equal(await store.users.confirmEmail(user.id, at(2)), undefined, "nothing to confirm");
+        assert.equal(await store.users.findById(user.id), undefined, "and nothing was recreated");
+        const reuse = newUser({ email: user.email });
+        assert.equal(await store.users.insert(reuse), "inserted", "the address is free for a new user");
+        same(await store.users.findByEmail(user.email), reuse);
+        same(await store.users.findById(other.id), other, "another user is untouched");
+      });
+
+      it("delete of a user who moved address frees the new address, not the old one's new holder", async (store) => {
+        const user = newUser();
+        await store.users.insert(user);
+        const target = newEmail("moved");
+        await store.users.changeEmail(user.id, target, at(1));
+        const newcomer = newUser({ email: user.email });
+        assert.equal(await store.users.insert(newcomer), "inserted");
+        assert.equal(await store.users.delete(user.id), true);
+        assert.equal(await store.users.findByEmail(target), undefined);
+        same(await store.users.findByEmail(user.email), newcomer);
+      });
+
+      it("10 concurrent deletes of one user: exactly one deleted it", async (store) => {
+        const user = newUser();
+        await store.users.insert(user);
+        const results = await concurrently(10, () => store.users.delete(user.id));
+        assert.equal(count(results, (r) => r), 1);
+        assert.equal(await store.users.findById(user.id), undefined);
+      });
+    });
+
     describe("links", () => {
       it("insert then find: every field intact, pending until markIssued", async (store) => {
         const link = newLink({
