@@ -44,6 +44,8 @@ export interface LinkList {
 /** POST /admin/api/revoke { hashedTokens } or { email } → */
 export interface Revoked {
   readonly revokedCount: number;
+  /** The links this call revoked. */
+  readonly hashedTokens: readonly string[];
 }
 
 /** Any failed call → { error } */

@@ -70,7 +70,7 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
       const answer = hashedTokens
         ? await links.revokeLinks({ target: { case: "hashedTokens", value: { hashedTokens } } })
         : await links.revokeLinks({ target: { case: "user", value: { email: String(fields.email ?? "") } } });
-      return ok<Revoked>({ revokedCount: answer.revokedCount });
+      return ok<Revoked>({ revokedCount: answer.revokedCount, hashedTokens: answer.hashedTokens });
     },
   };
   return async (route, fields) => {

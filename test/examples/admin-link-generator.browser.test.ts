@@ -191,6 +191,9 @@ test("the address's links are listed with their state; revoking one (or all) sho
     await page.getByRole("status").filter({ hasText: "Revoked 1 link." }).waitFor();
     await assertRows(page, ["Magic link Revoked", "Magic link Replaced"]);
     assert.equal(await page.getByRole("button", { name: "Revoke", exact: true }).count(), 0, "nothing left to revoke");
+    // The card of the link just generated (the one revoked) says so, and copies it no more.
+    await page.getByRole("alert").filter({ hasText: "This link was revoked: it no longer works." }).waitFor();
+    assert.equal(await page.getByRole("button", { name: "Copy link" }).isDisabled(), true);
     await shot(page, "5-revoked");
 
     const revoked = await openPage(browser);

@@ -54,6 +54,7 @@ function Generator() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
   const [generated, setGenerated] = useState<GeneratedLink | undefined>();
+  const [generatedRevoked, setGeneratedRevoked] = useState(false);
   /** The address whose links are listed, and a counter that reloads the list. */
   const [listed, setListed] = useState<{ email: string; version: number } | undefined>();
 
@@ -64,6 +65,7 @@ function Generator() {
     setBusy(true);
     setError("");
     setGenerated(undefined);
+    setGeneratedRevoked(false);
     try {
       const link = await api.generate(type, email);
       setGenerated(link);
@@ -108,8 +110,17 @@ function Generator() {
           </p>
         )}
       </section>
-      {generated && <GeneratedLinkCard link={generated} />}
-      {listed && <LinkTable key={listed.email} email={listed.email} version={listed.version} />}
+      {generated && <GeneratedLinkCard link={generated} revoked={generatedRevoked} />}
+      {listed && (
+        <LinkTable
+          key={listed.email}
+          email={listed.email}
+          version={listed.version}
+          onRevoked={(hashedTokens) => {
+            if (generated && hashedTokens.includes(generated.hashedToken)) setGeneratedRevoked(true);
+          }}
+        />
+      )}
     </>
   );
 }

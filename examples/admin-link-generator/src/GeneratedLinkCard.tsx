@@ -4,8 +4,8 @@ import { formatTime } from "./format";
 
 const TYPE_LABELS: Readonly<Record<string, string>> = { magiclink: "Magic link", invite: "Invitation" };
 
-/** The new link's secrets, shown once: the link and the code, each with a copy button. */
-export function GeneratedLinkCard({ link }: { link: GeneratedLink }) {
+/** The new link's secrets, shown once: the link and the code, each with a copy button (until it is revoked). */
+export function GeneratedLinkCard({ link, revoked }: { link: GeneratedLink; revoked: boolean }) {
   const [copied, setCopied] = useState("");
   const linkField = useRef<HTMLInputElement>(null);
 
@@ -25,6 +25,11 @@ export function GeneratedLinkCard({ link }: { link: GeneratedLink }) {
       <h2 id="generated-heading">
         {TYPE_LABELS[link.type] ?? link.type} for {link.email}
       </h2>
+      {revoked && (
+        <p className="alert" role="alert">
+          This link was revoked: it no longer works. Generate a new one if the person still needs it.
+        </p>
+      )}
       <p className="muted">
         Send it to the person yourself. It works once, until <strong>{formatTime(link.expiresAt)}</strong>; this is the only time it is
         shown.
@@ -32,7 +37,7 @@ export function GeneratedLinkCard({ link }: { link: GeneratedLink }) {
       <label htmlFor="action-link">Link</label>
       <div className="copy-row">
         <input id="action-link" readOnly value={link.actionLink} ref={linkField} onFocus={(e) => e.target.select()} />
-        <button type="button" onClick={() => void copy("link", link.actionLink)}>
+        <button type="button" disabled={revoked} onClick={() => void copy("link", link.actionLink)}>
           Copy link
         </button>
       </div>
@@ -41,7 +46,7 @@ export function GeneratedLinkCard({ link }: { link: GeneratedLink }) {
         <output id="email-otp" className="code">
           {link.emailOtp}
         </output>
-        <button type="button" className="secondary" onClick={() => void copy("code", link.emailOtp)}>
+        <button type="button" className="secondary" disabled={revoked} onClick={() => void copy("code", link.emailOtp)}>
           Copy code
         </button>
       </div>

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { LinkList } from "../../node-backend/admin-api-types";
+import type { LinkList, Revoked } from "../../node-backend/admin-api-types";
 import { api, explain } from "./api";
 import { formatTime } from "./format";
 
@@ -19,7 +19,7 @@ const TYPE_LABELS: Readonly<Record<string, string>> = {
 };
 
 /** The address's links, newest first, with their state; outstanding ones can be revoked. */
-export function LinkTable({ email, version }: { email: string; version: number }) {
+export function LinkTable({ email, version, onRevoked }: { email: string; version: number; onRevoked: (hashedTokens: readonly string[]) => void }) {
   const [list, setList] = useState<LinkList | undefined>();
   const [error, setError] = useState("");
   const [notice, setNotice] = useState("");
@@ -38,12 +38,13 @@ export function LinkTable({ email, version }: { email: string; version: number }
     };
   }, [email, version, reload]);
 
-  async function revoke(run: () => Promise<{ revokedCount: number }>) {
+  async function revoke(run: () => Promise<Revoked>) {
     setBusy(true);
     setNotice("");
     try {
-      const { revokedCount } = await run();
+      const { revokedCount, hashedTokens } = await run();
       setNotice(revokedCount === 1 ? "Revoked 1 link." : `Revoked ${revokedCount} links.`);
+      onRevoked(hashedTokens);
       setReload((n) => n + 1);
     } catch (failure) {
       setError(explain(failure));
