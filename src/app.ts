@@ -17,6 +17,7 @@ import { createAssertionSigner } from "./crypto/assertion-signer.js";
 import { createOtpCodec } from "./crypto/otp.js";
 import { createArgon2Hasher } from "./crypto/passwords.js";
 import type { Clock } from "./domain/clock.js";
+import { BulkGeneration } from "./domain/bulk-generation.js";
 import { LinkService } from "./domain/link-service.js";
 import { RateLimiter } from "./domain/rate-limiter.js";
 import { UserAdmin } from "./domain/user-admin.js";
@@ -30,6 +31,7 @@ import { createProtocolRefusals } from "./ops/protocol-refusals.js";
 import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
+import { createBulkGenerationHandlers } from "./rpc/bulk-generation-handlers.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
 import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
 import { createUserAdminService } from "./rpc/user-admin-service.js";
@@ -69,6 +71,15 @@ export interface App {
 
 /** authlink's own services (the contract in proto/authlink/v1/). */
 const AUTHLINK_SERVICES: readonly DescService[] = [AdminAuthService, LinkAdminService, UserAdminService, AuditService];
+
+/** The :path of every served method whose request is a stream (the connection guard's long-body exemption). */
+export const STREAMING_REQUEST_PATHS: ReadonlySet<string> = new Set(
+  [...AUTHLINK_SERVICES, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection].flatMap((service) =>
+    service.methods
+      .filter((method) => method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming")
+      .map((method) => `/${service.typeName}/${method.name}`),
+  ),
+);
 
 export function createApp(deps: AppDeps): App {
   const { config, clock, logger, metrics } = deps;
@@ -134,7 +145,9 @@ export function createApp(deps: AppDeps): App {
     mounts.push((router) => router.service(desc, impl, adapter));
   };
   serve(AdminAuthService, createAdminAuthService(links));
-  serve(LinkAdminService, {});
+  serve(LinkAdminService, {
+    ...createBulkGenerationHandlers(new BulkGeneration({ links, store, clock, audit, rowTimeoutMs: config.maxCallDurationMs })),
+  });
   serve(
     UserAdminService,
     createUserAdminService(

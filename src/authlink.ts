@@ -1,4 +1,4 @@
-import { createApp, type App } from "./app.js";
+import { createApp, STREAMING_REQUEST_PATHS, type App } from "./app.js";
 import { withBoundPort, type Config } from "./config/config.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import type { Logger } from "./log/logger.js";
@@ -56,6 +56,11 @@ export async function startAuthlink(options: StartOptions): Promise<RunningAuthl
       connections: config.connections,
       // A trusted proxy carries many clients: the per-address cap is for clients.
       sharedAddress: (address) => config.trustedProxies.has(address),
+      // A bidi stream (StreamGenerateLinks) sends its body for as long as the call runs.
+      streamingRequests: {
+        matches: (path) => STREAMING_REQUEST_PATHS.has(path),
+        timeoutMs: config.maxStreamDurationMs + config.connections.requestTimeoutMs,
+      },
     });
     app = createApp({
       config: withBoundPort(config, server.port),

@@ -12,6 +12,7 @@ export type ErrorKind =
   | "unauthenticated"
   | "resource_exhausted"
   | "unimplemented"
+  | "aborted"
   | "unavailable"
   | "deadline_exceeded"
   | "cancelled"
@@ -42,6 +43,7 @@ export const REASONS = {
   deadline_exceeded: { kind: "deadline_exceeded", message: "the deadline expired before the call completed" },
   cancelled: { kind: "cancelled", message: "the call was cancelled" },
   internal: { kind: "internal", message: "internal error" },
+  idempotency_key_in_use: { kind: "aborted", message: "another row with this idempotency key is being issued (retry later)" },
 } as const satisfies Record<string, { kind: ErrorKind; message: string }>;
 
 export type Reason = keyof typeof REASONS;

@@ -146,6 +146,13 @@ export interface ClaimStore {
   hold(key: string, holder: string, expiresAt: Date, options?: OperationOptions): Promise<string>;
   /** Who holds `key`; undefined when it is not recorded (or expired at `now`). */
   holderOf(key: string, now: Date, options?: OperationOptions): Promise<string | undefined>;
+  /**
+   * Forget `key` if `holder` holds it (expired or not), so the key can be
+   * held again; true for the one call that removed it, false when the key is
+   * not recorded or another holder holds it. A delete by key and holder:
+   * never removes a later holder's record.
+   */
+  release(key: string, holder: string, options?: OperationOptions): Promise<boolean>;
 }
 
 /**

@@ -20,7 +20,8 @@ import type { TLSSocket } from "node:tls";
 // - awaiting: headers within headersTimeoutMs (for a new connection that
 //   includes the TLS handshake and the HTTP/2 preface), or the connection is cut;
 // - each request: its body within requestTimeoutMs of its start, or HTTP/1.1
-//   loses the connection and HTTP/2 the stream (RST_STREAM CANCEL);
+//   loses the connection and HTTP/2 the stream (RST_STREAM CANCEL); an
+//   HTTP/2 streaming RPC's body has the longer streamingRequests limit;
 // - idle: closed after idleTimeoutMs (HTTP/2 with GOAWAY first).
 //
 // Caps: a connection that would exceed the total or its address's cap makes
@@ -44,6 +45,21 @@ export interface ConnectionLimits {
 export interface ConnectionGuardOptions extends ConnectionLimits {
   /** Addresses that carry many clients (trusted proxies): exempt from the per-address cap. */
   readonly sharedAddress?: (address: string) => boolean;
+  /** HTTP/2 requests whose body is a stream by design (see StreamingRequests). */
+  readonly streamingRequests?: StreamingRequests | undefined;
+}
+
+/**
+ * HTTP/2 requests whose body is a stream of messages by design (a
+ * client- or bidi-streaming RPC, told by its :path): a client sends rows for
+ * as long as the call runs, so the body is held to `timeoutMs` (the call's
+ * own cap plus a margin) instead of requestTimeoutMs. Their headers are held
+ * to headersTimeoutMs like any other. HTTP/1.1 carries no such call
+ * (connect-node refuses bidi streaming over HTTP/1.1).
+ */
+export interface StreamingRequests {
+  readonly matches: (path: string) => boolean;
+  readonly timeoutMs: number;
 }
 
 export interface ConnectionGuard {
@@ -85,6 +101,7 @@ const GOAWAY_LINGER_MS = 1_000;
 export function createConnectionGuard(options: ConnectionGuardOptions): ConnectionGuard {
   const { headersTimeoutMs, requestTimeoutMs, idleTimeoutMs, maxConnections, maxConnectionsPerAddress } = options;
   const sharedAddress = options.sharedAddress ?? (() => false);
+  const { streamingRequests } = options;
   /** Every connection until its socket closes (shed ones too, while they linger). */
   const live = new Set<Connection>();
   /** Counted quiet connections, the longest quiet first (a Set keeps insertion order). */
@@ -248,12 +265,14 @@ export function createConnectionGuard(options: ConnectionGuardOptions): Connecti
         return;
       }
       conn.session = session;
-      session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      session.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
         const startedAt = requestStarted(conn);
         const received = () => stream.destroyed || stream.state.remoteClose === 1;
+        const path = headers[":path"] ?? "";
+        const timeoutMs = streamingRequests?.matches(path) ? streamingRequests.timeoutMs : requestTimeoutMs;
         const deadline = setTimeout(() => {
           if (!received()) stream.close(http2.constants.NGHTTP2_CANCEL);
-        }, requestTimeoutMs - (now() - startedAt)).unref();
+        }, timeoutMs - (now() - startedAt)).unref();
         stream.once("end", () => clearTimeout(deadline));
         stream.once("close", () => {
           clearTimeout(deadline);

@@ -3,7 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { TlsConfig } from "../config/config.js";
-import { createConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
+import { createConnectionGuard, type ConnectionLimits, type StreamingRequests } from "./connection-guard.js";
 
 // One port for every protocol: gRPC clients speak HTTP/2, browsers and curl
 // speak HTTP/1.1, and connect-node answers gRPC, gRPC-Web and Connect over
@@ -48,6 +48,8 @@ export interface HttpServerOptions {
   readonly connections?: Partial<ConnectionSettings>;
   /** Addresses that carry many clients (trusted proxies): exempt from the per-address cap. */
   readonly sharedAddress?: (address: string) => boolean;
+  /** Streaming RPCs whose request body may outlast the request deadline (connection-guard.ts). */
+  readonly streamingRequests?: StreamingRequests | undefined;
 }
 
 export interface RunningHttpServer {
@@ -116,7 +118,7 @@ function headerListSize(rawHeaders: readonly string[]): number {
 
 export async function startHttpServer(handler: RequestHandler, options: HttpServerOptions): Promise<RunningHttpServer> {
   const settings: ConnectionSettings = { ...DEFAULT_CONNECTION_SETTINGS, ...options.connections };
-  const guard = createConnectionGuard({ ...settings, sharedAddress: options.sharedAddress });
+  const guard = createConnectionGuard({ ...settings, sharedAddress: options.sharedAddress, streamingRequests: options.streamingRequests });
   const guarded: RequestHandler = (req, res) => {
     if (req instanceof http.IncomingMessage && res instanceof http.ServerResponse) {
       guard.onHttp1Request(req, res);

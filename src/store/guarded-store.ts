@@ -53,6 +53,7 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
       claimed: (keys, now, o) => read(o, (op) => claims.claimed(keys, now, op)),
       hold: (key, holder, expiresAt, o) => write(o, (op) => claims.hold(key, holder, expiresAt, op)),
       holderOf: (key, now, o) => read(o, (op) => claims.holderOf(key, now, op)),
+      release: (key, holder, o) => write(o, (op) => claims.release(key, holder, op)),
     },
     rateLimits: {
       takeSlot: (bucket, windowStart, slot, expiresAt, o) => write(o, (op) => rateLimits.takeSlot(bucket, windowStart, slot, expiresAt, op)),

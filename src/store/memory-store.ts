@@ -278,6 +278,10 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const held = claims.get(key);
       return held && held.expiresAt.getTime() > now.getTime() ? held.holder : undefined;
     },
+    async release(key, holder) {
+      if (claims.get(key)?.holder !== holder) return false;
+      return claims.delete(key);
+    },
   };
 
   const windowKey = (bucket: string, windowStart: Date) => `${bucket}|${windowStart.getTime()}`;

@@ -540,6 +540,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
         const held = await claims.findOne({ _id: key }, abortable(options));
         return held && held.expiresAt.getTime() > now.getTime() ? (held.holder ?? "") : undefined;
       }),
+    release: (key, holder, options) =>
+      run(options, async () => {
+        // By _id and holder: a key held again since is another document.
+        const filter = holder === "" ? { _id: key, holder: { $exists: false } } : { _id: key, holder };
+        return (await claims.deleteOne(filter, abortable(options))).deletedCount === 1;
+      }),
   };
 
   const slotId = (bucket: string, window: Date, slot: number) => `${bucket}|${window.getTime()}|${slot}`;

@@ -25,6 +25,7 @@ describe("errors on the wire", () => {
     deadline_exceeded: Code.DeadlineExceeded,
     cancelled: Code.Canceled,
     internal: Code.Internal,
+    idempotency_key_in_use: Code.Aborted,
   };
 
   test("each reason has its status and travels as ErrorInfo", () => {

@@ -749,6 +749,35 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.equal(await store.claims.holderOf(key, T0), results[0]);
       });
 
+      it("release: only the holder on record frees a key, expired or not; the key can then be held again", async (store) => {
+        const key = unique("released");
+        assert.equal(await store.claims.release(key, "call-a"), false, "nothing recorded");
+        await store.claims.hold(key, "call-a", at(HOUR));
+        assert.equal(await store.claims.release(key, "call-b"), false, "another holder's record stays");
+        assert.equal(await store.claims.holderOf(key, T0), "call-a");
+        assert.equal(await store.claims.release(key, "call-a"), true);
+        assert.equal(await store.claims.holderOf(key, T0), undefined, "forgotten");
+        assert.equal(await store.claims.release(key, "call-a"), false, "released once");
+        assert.equal(await store.claims.hold(key, "call-b", at(10)), "call-b", "free again");
+        assert.equal(await store.claims.holderOf(key, at(10)), undefined, "expired (not purged)");
+        assert.equal(await store.claims.hold(key, "call-c", at(HOUR)), "call-b", "an expired record still holds the key");
+        assert.equal(await store.claims.release(key, "call-b"), true, "an expired record is released by its holder");
+        assert.equal(await store.claims.hold(key, "call-c", at(HOUR)), "call-c");
+        const claimed = unique("claimed-release");
+        await store.claims.claim(claimed, at(HOUR));
+        assert.equal(await store.claims.release(claimed, "call-a"), false);
+        assert.equal(await store.claims.release(claimed, ""), true, "a claim() key is held by \"\"");
+        assert.equal(await store.claims.claim(claimed, at(HOUR)), true);
+      });
+
+      it("20 concurrent releases of one held key: exactly one removes it", async (store) => {
+        const key = unique("release-race");
+        await store.claims.hold(key, "call-a", at(HOUR));
+        const results = await concurrently(20, () => store.claims.release(key, "call-a"));
+        assert.equal(results.filter(Boolean).length, 1, JSON.stringify(results));
+        assert.equal(await store.claims.holderOf(key, T0), undefined);
+      });
+
       it("claimed reports recorded keys that have not expired (expiresAt > now)", async (store) => {
         const [a, b, c] = [unique("a"), unique("b"), unique("c")];
         await store.claims.claim(a, at(HOUR));

@@ -788,7 +788,8 @@ export const LinkAdminService: GenService<{
    * StreamGenerateLinks is BulkGenerateLinks for any number of rows: rows are
    * sent as a stream and results come back as each row is done, with the same
    * per-row rules. Bidirectional streaming: gRPC, and Connect over HTTP/2
-   * only (gRPC-Web and HTTP/1.1 cannot carry it; use BulkGenerateLinks).
+   * only (HTTP/1.1 cannot carry it and is answered HTTP 505; browsers cannot
+   * stream a request: use BulkGenerateLinks).
    *
    * @generated from rpc authlink.v1.LinkAdminService.StreamGenerateLinks
    */
