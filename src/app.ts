@@ -15,9 +15,12 @@ import { createRefusalLimiter } from "./call/refusal-limiter.js";
 import type { Config } from "./config/config.js";
 import { createAssertionSigner } from "./crypto/assertion-signer.js";
 import { createOtpCodec } from "./crypto/otp.js";
+import { createPageTokenCodec, pageTokenKey } from "./crypto/page-token.js";
 import { createArgon2Hasher } from "./crypto/passwords.js";
+import { createAuditReader } from "./domain/audit-reader.js";
 import type { Clock } from "./domain/clock.js";
 import { BulkGeneration } from "./domain/bulk-generation.js";
+import { LinkAdmin } from "./domain/link-admin.js";
 import { LinkService } from "./domain/link-service.js";
 import { RateLimiter } from "./domain/rate-limiter.js";
 import { UserAdmin } from "./domain/user-admin.js";
@@ -31,8 +34,10 @@ import { createProtocolRefusals } from "./ops/protocol-refusals.js";
 import { createReadiness, type Readiness } from "./ops/readiness.js";
 import { createServerReflection } from "./ops/reflection.js";
 import { createAdminAuthService } from "./rpc/admin-auth-service.js";
+import { createAuditService } from "./rpc/audit-service.js";
 import { createBulkGenerationHandlers } from "./rpc/bulk-generation-handlers.js";
 import { createCallAdapter } from "./rpc/call-adapter.js";
+import { createLinkAdminService } from "./rpc/link-admin-service.js";
 import { createGrpcJsRoutes, type GrpcJsRoutes } from "./rpc/grpc-js-adapter.js";
 import { createUserAdminService } from "./rpc/user-admin-service.js";
 import { createHttpHandler } from "./server/http-handler.js";
@@ -108,6 +113,8 @@ export function createApp(deps: AppDeps): App {
     audit,
     assertions,
   });
+  // List calls (links, audit events) page with tokens every instance sharing the OTP secret accepts.
+  const pageTokens = createPageTokenCodec(pageTokenKey(config.otp.secret));
   const readiness = createReadiness({ ping: (signal) => store.ping({ signal }) });
 
   // Every service goes through the call boundary. authlink's own take their
@@ -146,6 +153,7 @@ export function createApp(deps: AppDeps): App {
   };
   serve(AdminAuthService, createAdminAuthService(links));
   serve(LinkAdminService, {
+    ...createLinkAdminService(new LinkAdmin({ store, clock, audit, links, pageTokens, settings: config.links })),
     ...createBulkGenerationHandlers(new BulkGeneration({ links, store, clock, audit, rowTimeoutMs: config.maxCallDurationMs })),
   });
   serve(
@@ -154,7 +162,18 @@ export function createApp(deps: AppDeps): App {
       new UserAdmin({ store, clock, audit, passwords, settings: config.links, links, rateLimiter, rateLimits: config.rateLimits }),
     ),
   );
-  serve(AuditService, {});
+  serve(
+    AuditService,
+    createAuditService(
+      createAuditReader({
+        store: store.audit,
+        audit,
+        clock,
+        pageTokens,
+        watch: config.auditWatch,
+      }),
+    ),
+  );
   serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));
   if (config.reflection) {
     const reflection = createServerReflection({

@@ -11,6 +11,7 @@ export const STATUS_CODES: Readonly<Record<ErrorKind, { readonly code: number; r
   already_exists: { code: 6, name: "ALREADY_EXISTS" },
   permission_denied: { code: 7, name: "PERMISSION_DENIED" },
   resource_exhausted: { code: 8, name: "RESOURCE_EXHAUSTED" },
+  failed_precondition: { code: 9, name: "FAILED_PRECONDITION" },
   aborted: { code: 10, name: "ABORTED" },
   unimplemented: { code: 12, name: "UNIMPLEMENTED" },
   internal: { code: 13, name: "INTERNAL" },

@@ -69,6 +69,8 @@ export interface Config {
   readonly auditRetentionMs: number;
   /** Repeated identical refusals are audited as one event with a count per this window. */
   readonly auditCoalesceWindowMs: number;
+  /** WatchAuditEvents: how often the store is polled, and how far back each poll reads again (domain/audit-watch.ts). */
+  readonly auditWatch: { readonly pollIntervalMs: number; readonly lookBackMs: number };
   /** Serve gRPC server reflection (the schema, never data). */
   readonly reflection: boolean;
   /** AUTHLINK_PUBLIC_URL was not set: links point at the listen address (see withBoundPort). */
@@ -141,6 +143,8 @@ export const CONFIG_VARIABLES = [
   "AUTHLINK_TRUSTED_PROXIES",
   "AUTHLINK_AUDIT_RETENTION",
   "AUTHLINK_AUDIT_COALESCE_WINDOW",
+  "AUTHLINK_AUDIT_WATCH_POLL_INTERVAL",
+  "AUTHLINK_AUDIT_WATCH_LOOKBACK",
   "AUTHLINK_REFLECTION",
   "AUTHLINK_METRICS_ADDR",
   "AUTHLINK_GRPC_ADDR",
@@ -380,6 +384,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
   for (const bad of trusted.problems) problem("AUTHLINK_TRUSTED_PROXIES", `${JSON.stringify(bad)} is not an IP address or CIDR range`);
   const auditRetentionMs = duration("AUTHLINK_AUDIT_RETENTION", 90 * 86_400_000, 3_600_000, 3_650 * 86_400_000);
   const auditCoalesceWindowMs = duration("AUTHLINK_AUDIT_COALESCE_WINDOW", 60_000, 1_000, 3_600_000);
+  const auditWatch = {
+    pollIntervalMs: duration("AUTHLINK_AUDIT_WATCH_POLL_INTERVAL", 1_000, 50, 60_000),
+    lookBackMs: duration("AUTHLINK_AUDIT_WATCH_LOOKBACK", 10_000, 1_000, 600_000),
+  };
   const reflection = boolean("AUTHLINK_REFLECTION", true);
 
   // The verify page and the assertions it hands on.
@@ -466,6 +474,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
     trustedProxies: trusted.proxies,
     auditRetentionMs,
     auditCoalesceWindowMs,
+    auditWatch,
     reflection,
     pageTitle,
     assertions: { keys: signingKeys, generated: signingKeysGenerated, audience, ttlMs: assertionTtlMs },

@@ -27,3 +27,10 @@ export function hashLinkToken(token: string): string {
 export function isWellFormedLinkToken(token: string): boolean {
   return TOKEN_SHAPE.test(token);
 }
+
+const HASHED_TOKEN_SHAPE = /^[0-9a-f]{64}$/;
+
+/** Whether a string is a hashed token as authlink hands it out (64 lower-case hex characters). */
+export function isWellFormedHashedToken(hashedToken: string): boolean {
+  return HASHED_TOKEN_SHAPE.test(hashedToken);
+}

@@ -39,3 +39,6 @@ export interface AuditEvent {
    */
   readonly count?: number | undefined;
 }
+
+/** An event as stored: with the id its store gave it (domain/audit-event-id.ts). */
+export type StoredAuditEvent = AuditEvent & { readonly id: string };

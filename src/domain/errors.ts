@@ -11,6 +11,7 @@ export type ErrorKind =
   | "permission_denied"
   | "unauthenticated"
   | "resource_exhausted"
+  | "failed_precondition"
   | "unimplemented"
   | "aborted"
   | "unavailable"
@@ -44,6 +45,9 @@ export const REASONS = {
   cancelled: { kind: "cancelled", message: "the call was cancelled" },
   internal: { kind: "internal", message: "internal error" },
   idempotency_key_in_use: { kind: "aborted", message: "another row with this idempotency key is being issued (retry later)" },
+  link_not_found: { kind: "not_found", message: "no such link" },
+  link_already_used: { kind: "failed_precondition", message: "the link has been used" },
+  email_change_not_pending: { kind: "failed_precondition", message: "the email change of this link is no longer pending" },
 } as const satisfies Record<string, { kind: ErrorKind; message: string }>;
 
 export type Reason = keyof typeof REASONS;

@@ -97,10 +97,8 @@ export function validateGenerateLink(
     }
   }
 
-  const { minMs, maxMs } = settings.expiry;
-  if (input.expiresInMs !== undefined && !(input.expiresInMs >= minMs && input.expiresInMs <= maxMs)) {
-    bad("expires_in", `must be between ${formatDurationMs(minMs)} and ${formatDurationMs(maxMs)}`);
-  }
+  const expiresIn = expiresInProblem(input.expiresInMs, settings);
+  if (expiresIn) bad("expires_in", expiresIn);
 
   if (violations.length > 0 || type === undefined || !email.ok) throw invalidRequest(violations);
 
@@ -125,6 +123,13 @@ export function validateGenerateLink(
     newEmail,
     expiresInMs: input.expiresInMs ?? settings.expiry.defaultMs[type],
   };
+}
+
+/** What is wrong with a requested lifetime (undefined: none requested, or within the configured bounds). */
+export function expiresInProblem(expiresInMs: number | undefined, settings: LinkSettings): string | undefined {
+  const { minMs, maxMs } = settings.expiry;
+  if (expiresInMs === undefined || (expiresInMs >= minMs && expiresInMs <= maxMs)) return undefined;
+  return `must be between ${formatDurationMs(minMs)} and ${formatDurationMs(maxMs)}`;
 }
 
 export function validateVerifyLink(input: VerifyLinkInput, otp: OtpCodec): VerifyLinkRequest {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { hashLinkToken, newLinkToken } from "../crypto/link-token.js";
+import { hashLinkToken, isWellFormedHashedToken, newLinkToken } from "../crypto/link-token.js";
 import type { OtpCodec } from "../crypto/otp.js";
 import type { PasswordHasher } from "../crypto/passwords.js";
 import type { OperationOptions, Store } from "./store.js";
@@ -9,7 +9,7 @@ import type { AuditLog } from "./audit-log.js";
 import { auditEventOf, newSubject, type Subject } from "./audit-subject.js";
 import { internalCall, type Call } from "./call.js";
 import type { Clock } from "./clock.js";
-import { AuthlinkError, linkInvalidOrExpired } from "./errors.js";
+import { AuthlinkError, invalidRequest, linkInvalidOrExpired, type FieldViolation } from "./errors.js";
 import { tombstoneOf, type LinkEnding, type LinkRecord, type LinkTombstone } from "./link.js";
 import {
   previewOf,
@@ -19,6 +19,7 @@ import {
   type PreviewLinkInput,
 } from "./link-preview.js";
 import {
+  expiresInProblem,
   validateGenerateLink,
   validateVerifyLink,
   type GenerateLinkInput,
@@ -109,6 +110,14 @@ interface Redemption {
   readonly tidied: Promise<void>;
 }
 
+/** ReissueLink: which earlier link to issue again, and for how long. */
+export interface ReissueLinkInput {
+  /** SHA-256 hex of the earlier link's token. */
+  readonly hashedToken: string;
+  /** undefined: the earlier link's lifetime (its expiry minus its issue), within the configured bounds. */
+  readonly expiresInMs: number | undefined;
+}
+
 /** The user a link is issued to, and for an email change the write that starts the change. */
 interface PreparedUser {
   readonly user: User;
@@ -147,12 +156,11 @@ export class LinkService {
   }
 
   async #generate(input: GenerateLinkInput, call: Call, subject: Subject): Promise<GeneratedLink> {
-    const { settings, redirects, passwords, clock, rateLimiter, rateLimits } = this.#deps;
+    const { settings, redirects, passwords, clock } = this.#deps;
     const request = validateGenerateLink(input, settings, redirects);
     Object.assign(subject, { linkType: request.type, email: request.email });
     const op: OperationOptions = { signal: call.signal };
-    await rateLimiter.take("generate-caller", call.serviceIdentity ?? "", rateLimits.generatePerCaller, op);
-    await rateLimiter.take("generate-email", `${request.type}:${request.email}`, rateLimits.generatePerEmail, op);
+    await this.#takeGenerateLimits(request.type, request.email, call, op);
     const passwordHash = request.password === undefined ? undefined : await passwords.hash(request.password);
     call.signal.throwIfAborted();
     const now = clock.now();
@@ -161,6 +169,119 @@ export class LinkService {
 
     const issued = await this.#issue(request, prepared, now, call, subject);
     return { type: request.type, user: issued.user, redirectTo: request.redirectTo, expiresAt: issued.expiresAt, ...issued.links };
+  }
+
+  /** The rate limits of issuing a link (GenerateLink and ReissueLink alike). */
+  async #takeGenerateLimits(type: LinkType, email: string, call: Call, op: OperationOptions): Promise<void> {
+    const { rateLimiter, rateLimits } = this.#deps;
+    await rateLimiter.take("generate-caller", call.serviceIdentity ?? "", rateLimits.generatePerCaller, op);
+    await rateLimiter.take("generate-email", `${type}:${email}`, rateLimits.generatePerEmail, op);
+  }
+
+  /**
+   * A new link (new token, new code) for the user, type and redirect of an
+   * earlier one, issued as GenerateLink issues (#issue: audited before the
+   * secrets leave; it replaces every outstanding link of the type for the
+   * user, the earlier one included). The same rules as GenerateLink apply to
+   * the user as they are now: a SIGNUP or INVITE for a user who has
+   * confirmed since is email_exists (an INVITE counts as invited again); a
+   * user deleted since is user_not_found; an EMAIL_CHANGE link is issued
+   * again (both addresses in secure mode) only while its change is still
+   * the user's pending one (else email_change_not_pending), and not when
+   * another user holds the new address by now (email_exists). No password
+   * is asked again: a SIGNUP user has one. Links go to the user's current
+   * address. A used link is link_already_used; an unknown or pending one
+   * link_not_found.
+   */
+  async reissue(input: ReissueLinkInput, call: Call = internalCall("ReissueLink")): Promise<GeneratedLink> {
+    const subject = newSubject();
+    try {
+      return await this.#reissue(input, call, subject);
+    } catch (error) {
+      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
+      throw error;
+    }
+  }
+
+  async #reissue(input: ReissueLinkInput, call: Call, subject: Subject): Promise<GeneratedLink> {
+    const { store, settings, redirects, clock } = this.#deps;
+    const violations: FieldViolation[] = [];
+    if (!isWellFormedHashedToken(input.hashedToken)) {
+      violations.push({ field: "hashed_token", description: "must be the 64 lower-case hex characters of a hashed token" });
+    }
+    const expiresIn = expiresInProblem(input.expiresInMs, settings);
+    if (expiresIn) violations.push({ field: "expires_in", description: expiresIn });
+    if (violations.length > 0) throw invalidRequest(violations);
+    subject.hashedTokens.push(input.hashedToken);
+
+    const op: OperationOptions = { signal: call.signal };
+    const now = clock.now();
+    const [link, tombstone] = await Promise.all([
+      store.links.find(input.hashedToken, now, op),
+      store.tombstones.find(input.hashedToken, now, op),
+    ]);
+    // Its tombstone is its fate; a pending link has not been handed out.
+    const earlier = tombstone ?? (link?.pending ? undefined : link);
+    if (!earlier) throw new AuthlinkError("link_not_found");
+    Object.assign(subject, { linkType: earlier.type, userId: earlier.userId });
+    if (previewOf(earlier.type, now, link, tombstone).state === "used") throw new AuthlinkError("link_already_used");
+
+    let redirectTo = earlier.redirectTo;
+    if (redirectTo !== undefined) {
+      // Allowed when it was issued; the allow-list may have changed since.
+      const checked = redirects.check(redirectTo);
+      if (!checked.ok) {
+        throw invalidRequest([{ field: "redirect_to", description: "of the earlier link is no longer allowed" }], "redirect_not_allowed");
+      }
+      redirectTo = checked.url;
+    }
+    const { minMs, maxMs } = settings.expiry;
+    const lifetimeMs = earlier.expiresAt.getTime() - earlier.issuedAt.getTime();
+    const expiresInMs = input.expiresInMs ?? Math.min(maxMs, Math.max(minMs, lifetimeMs));
+
+    const found = await store.users.findById(earlier.userId, op);
+    if (!found) throw new AuthlinkError("user_not_found");
+    subject.email = found.email;
+    await this.#takeGenerateLimits(earlier.type, found.email, call, op);
+    call.signal.throwIfAborted();
+    const user = await this.#userForReissue(earlier, found, now, op);
+    const request: GenerateLinkRequest = {
+      type: earlier.type,
+      email: user.email,
+      redirectTo,
+      data: undefined,
+      password: undefined,
+      newEmail: earlier.type === "email_change" ? user.emailChange?.newEmail : undefined,
+      expiresInMs,
+    };
+    const issued = await this.#issue(request, { user }, now, call, subject);
+    return { type: request.type, user: issued.user, redirectTo, expiresAt: issued.expiresAt, ...issued.links };
+  }
+
+  /** The user a link is issued to again, as the rules of its type are now (see reissue). */
+  async #userForReissue(earlier: LinkTombstone | LinkRecord, user: User, now: Date, op: OperationOptions): Promise<User> {
+    const { users } = this.#deps.store;
+    switch (earlier.type) {
+      case "signup":
+        if (user.emailConfirmedAt) throw new AuthlinkError("email_exists");
+        return user;
+      case "invite": {
+        if (user.emailConfirmedAt) throw new AuthlinkError("email_exists");
+        const invited = await users.update(user.id, { updatedAt: now, invitedAt: now }, op);
+        if (!invited) throw new AuthlinkError("user_not_found");
+        return invited;
+      }
+      case "magiclink":
+      case "recovery":
+        return user;
+      case "email_change": {
+        const change = user.emailChange;
+        if (!change || change.id !== earlier.emailChange?.changeId) throw new AuthlinkError("email_change_not_pending");
+        const holder = await users.findByEmail(change.newEmail, op);
+        if (holder && holder.id !== user.id) throw new AuthlinkError("email_exists");
+        return user;
+      }
+    }
   }
 
   /**
@@ -200,6 +321,7 @@ export class LinkService {
         retainUntil: new Date(expiresAt.getTime() + settings.tombstoneGraceMs),
         emailChange: change && address ? { changeId: change.id, address } : undefined,
         pending: true,
+        issuedBy: call.serviceIdentity ?? call.callerName,
       };
       const link: IssuedLink = {
         actionLink: buildActionLink(settings.actionLink, token, request.type, request.redirectTo),

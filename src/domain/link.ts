@@ -38,6 +38,11 @@ export interface LinkRecord {
    * GenerateLink that fails half way leaves nothing anyone can use.
    */
   readonly pending?: boolean | undefined;
+  /**
+   * The caller that issued it: its service identity, else its name as the
+   * audit trail gives it. Absent on links stored before it was recorded.
+   */
+  readonly issuedBy?: string | undefined;
 }
 
 /** Which change and which address an EMAIL_CHANGE link confirms. */
@@ -70,6 +75,8 @@ export interface LinkTombstone {
   readonly expiresAt: Date;
   readonly retainUntil: Date;
   readonly emailChange?: LinkEmailChange | undefined;
+  /** Copied from the link (absent on links stored before it was recorded). */
+  readonly issuedBy?: string | undefined;
 }
 
 /** The tombstone of `link`, which ended as `ending` at `at`. */
@@ -86,5 +93,6 @@ export function tombstoneOf(link: LinkRecord, ending: LinkEnding, at: Date): Lin
     expiresAt: link.expiresAt,
     retainUntil: link.retainUntil,
     emailChange: link.emailChange,
+    issuedBy: link.issuedBy,
   };
 }

@@ -1,4 +1,4 @@
-import type { AuditEvent } from "./audit-event.js";
+import type { AuditEvent, StoredAuditEvent } from "./audit-event.js";
 import type { LinkRecord, LinkTombstone } from "./link.js";
 import type { LinkType } from "./link-type.js";
 import type { JsonObject, PendingEmailChange, User } from "./user.js";
@@ -114,6 +114,39 @@ export interface LinkStore {
   findLiveByEmail(email: string, type: LinkType, now: Date, limit: number, options?: OperationOptions): Promise<LinkRecord[]>;
   /** Delete one link; true when this call deleted it (false: it was not stored). */
   delete(tokenHash: string, options?: OperationOptions): Promise<boolean>;
+  /**
+   * Stored links (pending ones too) that match `query` and are not past their
+   * retainUntil at `now`, newest issue first (see LinkListQuery). For
+   * administrators (ListLinks), not the hot path: it may scan.
+   */
+  list(query: LinkListQuery, now: Date, options?: OperationOptions): Promise<LinkRecord[]>;
+}
+
+/**
+ * A page of links or tombstones, newest issue first: ordered by issuedAt,
+ * then by tokenHash (compared as strings), both descending. Every set filter
+ * must match.
+ */
+export interface LinkListQuery {
+  readonly userId?: string | undefined;
+  /** The address the link was sent to (normalized). */
+  readonly email?: string | undefined;
+  readonly type?: LinkType | undefined;
+  readonly issuedBy?: string | undefined;
+  /** Issued at or after this time. */
+  readonly issuedFrom?: Date | undefined;
+  /** Issued before this time. */
+  readonly issuedBefore?: Date | undefined;
+  /** Only entries after this one in the order (older issue, or the same instant and a smaller hash). */
+  readonly after?: LinkListPosition | undefined;
+  /** At most this many (at least 1). */
+  readonly limit: number;
+}
+
+/** A place in the newest-first order of links (a page's cursor). */
+export interface LinkListPosition {
+  readonly issuedAt: Date;
+  readonly tokenHash: string;
 }
 
 /**
@@ -126,6 +159,11 @@ export interface TombstoneStore {
   record(tombstones: readonly LinkTombstone[], options?: OperationOptions): Promise<LinkTombstone[]>;
   /** The tombstone of this hash; undefined when there is none or it is past its retainUntil at `now`. */
   find(tokenHash: string, now: Date, options?: OperationOptions): Promise<LinkTombstone | undefined>;
+  /**
+   * Tombstones that match `query` and are not past their retainUntil at
+   * `now`, in the same order as LinkStore.list. For administrators; it may scan.
+   */
+  list(query: LinkListQuery, now: Date, options?: OperationOptions): Promise<LinkTombstone[]>;
 }
 
 /**
@@ -174,11 +212,48 @@ export interface RateLimitStore {
   highestSlot(bucket: string, windowStart: Date, options?: OperationOptions): Promise<number>;
 }
 
-/** The audit trail (kept until `expiresAt`, the configured retention). */
+/**
+ * The audit trail (kept until `expiresAt`, the configured retention). Each
+ * stored event gets an id at insert (domain/audit-event-id.ts): unique, and
+ * sorting in the order events were stored.
+ */
 export interface AuditStore {
   append(event: AuditEvent, expiresAt: Date): Promise<void>;
   /** Events of one user or address, newest first (for tests and operators). */
   find(filter: { readonly email?: string; readonly userId?: string }, limit: number): Promise<AuditEvent[]>;
+  /**
+   * Events that match `query`, newest first by (at, id), strictly after
+   * `after` in that order (the last event of the previous page), at most
+   * `limit`. Events stored meanwhile never shift a page.
+   */
+  list(query: AuditQuery, after: AuditPosition | undefined, limit: number, options?: OperationOptions): Promise<StoredAuditEvent[]>;
+  /**
+   * Events that match `filter` whose id sorts above `afterId`, in id order
+   * (the order they were stored), at most `limit`: what a watch polls.
+   */
+  storedAfter(filter: AuditFilter, afterId: string, limit: number, options?: OperationOptions): Promise<StoredAuditEvent[]>;
+}
+
+/** Set fields must all match (exactly; `email` is the normalized address). */
+export interface AuditFilter {
+  readonly userId?: string | undefined;
+  readonly email?: string | undefined;
+  readonly caller?: string | undefined;
+  readonly method?: string | undefined;
+  readonly outcome?: string | undefined;
+}
+
+export interface AuditQuery extends AuditFilter {
+  /** Only events at or after this time. */
+  readonly since?: Date | undefined;
+  /** Only events before this time. */
+  readonly until?: Date | undefined;
+}
+
+/** Where a page of events ends: the (at, id) of its last event. */
+export interface AuditPosition {
+  readonly at: Date;
+  readonly id: string;
 }
 
 /** The store cannot be reached (or did not answer in time); the caller may retry. */

@@ -58,6 +58,10 @@ export function linkTypeToProto(type: LinkType): ProtoLinkType {
   return TO_PROTO[type];
 }
 
+export function linkStateToProto(state: LinkState): ProtoLinkState {
+  return STATE_TO_PROTO[state];
+}
+
 /** A Duration in milliseconds; NaN for a malformed one (so validation rejects it). */
 export function durationToMs(duration: Duration): number {
   const sameSign = duration.seconds >= 0n ? duration.nanos >= 0 : duration.nanos <= 0;

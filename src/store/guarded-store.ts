@@ -43,10 +43,12 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
       findByUser: (userId, type, o) => read(o, (op) => links.findByUser(userId, type, op)),
       findLiveByEmail: (email, type, now, limit, o) => read(o, (op) => links.findLiveByEmail(email, type, now, limit, op)),
       delete: (tokenHash, o) => write(o, (op) => links.delete(tokenHash, op)),
+      list: (query, now, o) => read(o, (op) => links.list(query, now, op)),
     },
     tombstones: {
       record: (records, o) => write(o, (op) => tombstones.record(records, op)),
       find: (tokenHash, now, o) => read(o, (op) => tombstones.find(tokenHash, now, op)),
+      list: (query, now, o) => read(o, (op) => tombstones.list(query, now, op)),
     },
     claims: {
       claim: (key, expiresAt, o) => write(o, (op) => claims.claim(key, expiresAt, op)),
@@ -63,6 +65,8 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
     audit: {
       append: (event, expiresAt) => circuit.run(undefined, WRITE, () => audit.append(event, expiresAt)),
       find: (filter, limit) => circuit.run(undefined, READ, () => audit.find(filter, limit)),
+      list: (query, after, limit, o) => read(o, (op) => audit.list(query, after, limit, op)),
+      storedAfter: (filter, afterId, limit, o) => read(o, (op) => audit.storedAfter(filter, afterId, limit, op)),
     },
     purgeExpired: (now) => circuit.run(undefined, MAINTENANCE, () => inner.purgeExpired(now)),
     ping: (o) => circuit.ping(o?.signal),

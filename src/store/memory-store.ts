@@ -1,11 +1,16 @@
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
-import type { LinkType } from "../domain/link-type.js";
+import { LINK_TYPES, type LinkType } from "../domain/link-type.js";
+import { compareNewestFirst, matchesListQuery } from "../domain/link-order.js";
 import type { User } from "../domain/user.js";
-import type { AuditEvent } from "../domain/audit-event.js";
+import type { AuditEvent, StoredAuditEvent } from "../domain/audit-event.js";
+import { createAuditIdGenerator } from "../domain/audit-event-id.js";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type {
+  AuditFilter,
+  AuditQuery,
   AuditStore,
   ClaimStore,
+  LinkListQuery,
   LinkStore,
   RateLimitStore,
   Store,
@@ -34,6 +39,10 @@ import { plainCopy } from "./plain-copy.js";
 // so the sweep takes only what is due and leaves no entry of it anywhere.
 // (The sweep alone gives other calls a turn between slices of a large
 // backlog; each deletion in it is still done whole, index entries with it.)
+// The one exception is the administrators' listing (list, for ListLinks):
+// it walks the user's or the address's index buckets when the query names a
+// user or an address, and otherwise every link; tombstones, kept by hash
+// only, it always walks. It is never on the path of a link's issue or use.
 
 const copy = plainCopy;
 
@@ -50,6 +59,8 @@ export interface MemoryStoreOptions {
    * lookups however full the store is.
    */
   readonly newMap?: <K, V>() => Map<K, V>;
+  /** The clock stored audit events' ids are taken from (default Date.now); tests skew it. */
+  readonly now?: () => number;
 }
 
 /** How many entries each part of the embedded store holds (for tests and measurements). */
@@ -97,7 +108,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   const tombstoneExpiries = new ExpiryQueue();
   const claimExpiries = new ExpiryQueue();
   const windowExpiries = new ExpiryQueue();
-  const auditEvents = createRing<{ event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
+  const auditEvents = createRing<{ id: string; event: AuditEvent; expiresAt: Date }>(options.maxAuditEvents ?? DEFAULT_MAX_AUDIT_EVENTS);
+  const newAuditId = createAuditIdGenerator(options.now ?? Date.now);
 
   const userStore: UserStore = {
     async findById(id) {
@@ -235,7 +247,26 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     async delete(tokenHash) {
       return deleteLink(tokenHash);
     },
+    async list(query, now) {
+      return newestFirst(linkCandidates(query), query, now);
+    },
   };
+
+  /**
+   * The links a listing has to look at: the user's index bucket, else the
+   * address's buckets (one per type), else every link. (Listing is for
+   * administrators; the hot path never walks.)
+   */
+  function linkCandidates(query: LinkListQuery): Iterable<LinkRecord> {
+    const hashes = (bucket: Set<string> | undefined) => [...(bucket ?? [])];
+    if (query.userId !== undefined) return hashes(linksByUser.get(query.userId)).map((hash) => links.get(hash) as LinkRecord);
+    if (query.email !== undefined) {
+      const email = query.email;
+      const types = query.type === undefined ? LINK_TYPES : [query.type];
+      return types.flatMap((type) => hashes(linksByAddress.get(addressKey(type, email)))).map((hash) => links.get(hash) as LinkRecord);
+    }
+    return links.values();
+  }
 
   const tombstoneStore: TombstoneStore = {
     async record(records) {
@@ -252,7 +283,18 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const tombstone = tombstones.get(tokenHash);
       return tombstone && isRetained(tombstone, now) ? copy(tombstone) : undefined;
     },
+    async list(query, now) {
+      // Tombstones are kept by hash only: a listing walks them all.
+      return newestFirst(tombstones.values(), query, now);
+    },
   };
+
+  /** Copies of the retained entries that match `query`, newest issue first, at most query.limit. */
+  function newestFirst<T extends LinkRecord | LinkTombstone>(entries: Iterable<T>, query: LinkListQuery, now: Date): T[] {
+    const found: T[] = [];
+    for (const entry of entries) if (isRetained(entry, now) && matchesListQuery(entry, query)) found.push(entry);
+    return found.sort(compareNewestFirst).slice(0, Math.max(0, query.limit)).map((entry) => copy(entry));
+  }
 
   function recordClaim(key: string, holder: string, expiresAt: Date): void {
     claims.set(key, { expiresAt, holder });
@@ -310,7 +352,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
   const auditStore: AuditStore = {
     async append(event, expiresAt) {
-      auditEvents.push({ event: copy(event), expiresAt });
+      auditEvents.push({ id: newAuditId(), event: copy(event), expiresAt });
     },
     async find(filter, limit) {
       return [...auditEvents]
@@ -318,6 +360,22 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         .map(({ event }) => copy(event))
         .sort((a, b) => b.at.getTime() - a.at.getTime())
         .slice(0, limit);
+    },
+    // Both walk the whole ring (at most maxAuditEvents entries): an
+    // operator's query on a development store.
+    async list(query, after, limit) {
+      const found: StoredAuditEvent[] = [];
+      for (const { id, event } of auditEvents) {
+        if (matchesQuery(event, query) && (after === undefined || isBefore(event.at, id, after.at, after.id))) found.push({ ...copy(event), id });
+      }
+      return found.sort((a, b) => (isBefore(a.at, a.id, b.at, b.id) ? 1 : -1)).slice(0, Math.max(0, limit));
+    },
+    async storedAfter(filter, afterId, limit) {
+      const found: StoredAuditEvent[] = [];
+      for (const { id, event } of auditEvents) {
+        if (id > afterId && matchesFilter(event, filter)) found.push({ ...copy(event), id });
+      }
+      return found.sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, Math.max(0, limit));
     },
   };
 
@@ -404,4 +462,28 @@ function addToBucket(index: Map<string, Set<string>>, key: string, member: strin
 function removeFromBucket(index: Map<string, Set<string>>, key: string, member: string): void {
   const bucket = index.get(key);
   if (bucket?.delete(member) && bucket.size === 0) index.delete(key);
+}
+
+function matchesFilter(event: AuditEvent, filter: AuditFilter): boolean {
+  return (
+    (filter.userId === undefined || event.userId === filter.userId) &&
+    (filter.email === undefined || event.email === filter.email) &&
+    (filter.caller === undefined || event.caller === filter.caller) &&
+    (filter.method === undefined || event.method === filter.method) &&
+    (filter.outcome === undefined || event.outcome === filter.outcome)
+  );
+}
+
+function matchesQuery(event: AuditEvent, query: AuditQuery): boolean {
+  const at = event.at.getTime();
+  return (
+    matchesFilter(event, query) &&
+    (query.since === undefined || at >= query.since.getTime()) &&
+    (query.until === undefined || at < query.until.getTime())
+  );
+}
+
+/** (at, id) sorts before (otherAt, otherId): older, or as old with a lower id. */
+function isBefore(at: Date, id: string, otherAt: Date, otherId: string): boolean {
+  return at.getTime() < otherAt.getTime() || (at.getTime() === otherAt.getTime() && id < otherId);
 }

@@ -1,5 +1,6 @@
-import { MongoClient, type Abortable, type Collection, type CommandOperationOptions, type Db } from "mongodb";
-import type { AuditEvent } from "../domain/audit-event.js";
+import { MongoClient, ObjectId, type Abortable, type Collection, type CommandOperationOptions, type Db, type Document, type Filter } from "mongodb";
+import type { AuditEvent, StoredAuditEvent } from "../domain/audit-event.js";
+import { createAuditIdGenerator } from "../domain/audit-event-id.js";
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { CompletedEmailChange, JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
@@ -8,8 +9,10 @@ import { guardStore } from "./guarded-store.js";
 import { createStoreCircuit, describeCause } from "./store-circuit.js";
 import {
   StoreUnavailableError,
+  type AuditFilter,
   type AuditStore,
   type ClaimStore,
+  type LinkListQuery,
   type LinkStore,
   type OperationOptions,
   type RateLimitStore,
@@ -28,14 +31,21 @@ import {
 //   link_tombstones _id = the token hash of a link that was used, replaced
 //                or revoked (its fate: the first insert wins); TTL on
 //                retainUntil (copied from the link)
+//                Both link collections also have {userId,issuedAt,_id},
+//                {email,issuedAt,_id} and {issuedAt,_id} for ListLinks (an
+//                administrators' listing; FerretDB scans for it regardless).
 //   claims       _id = the claimed key (one-time code attempts, email-change
 //                confirmations, finished redemptions with their holder); TTL
 //                on expiresAt
 //   rate_limits  one document per hit: _id = bucket|window|slot, slots
 //                numbered from 1, taken and probed by _id; index on
 //                {bucket,window,slot} (resynchronizing only); TTL
-//   audit_events one document per call; indexes on {email,at} and
-//                {userId,at}; TTL on expiresAt (the retention)
+//   audit_events one document per call: _id = the event id, taken at insert
+//                (domain/audit-event-id.ts: it sorts by storage time, so a
+//                watch polls a range of _id; documents stored before ids
+//                existed have an ObjectId); indexes on {email,at,_id},
+//                {userId,at,_id} and {at,_id} for ListAuditEvents (FerretDB
+//                scans anyway); TTL on expiresAt (the retention)
 // Every decision is a unique insert (tombstones, claims, rate-limit slots,
 // users' addresses); hot-path reads are by _id. A link document changes once
 // (pending → issued, an $unset by _id) and is otherwise only inserted and
@@ -57,6 +67,8 @@ export interface MongoStoreOptions {
   readonly logger: Logger;
   /** Start-up retries: the first pause (default 500 ms), doubled per failure up to the cap (default 10 s). */
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** The clock audit event ids are taken from (default Date.now); tests skew it to play another instance. */
+  readonly now?: () => number;
 }
 
 /** The MongoDB store, and when it first became usable. */
@@ -99,7 +111,8 @@ interface RateHitDoc {
   expiresAt: Date;
 }
 
-type AuditDoc = AuditEvent & { expiresAt: Date };
+/** `_id`: an event id (a string); an ObjectId on documents stored before event ids existed. */
+type AuditDoc = AuditEvent & { _id: string | ObjectId; expiresAt: Date };
 
 interface LinkDoc {
   _id: string;
@@ -116,6 +129,8 @@ interface LinkDoc {
   emailChange?: LinkRecord["emailChange"];
   /** Present (true) until the link's issue makes it usable. */
   pending?: boolean;
+  /** Absent on documents stored before it was recorded. */
+  issuedBy?: string;
 }
 
 interface TombstoneDoc {
@@ -130,6 +145,7 @@ interface TombstoneDoc {
   expiresAt: Date;
   retainUntil: Date;
   emailChange?: LinkRecord["emailChange"];
+  issuedBy?: string;
 }
 
 const NOT_IMPLEMENTED = 238;
@@ -158,7 +174,7 @@ export async function openMongoStore(options: MongoStoreOptions): Promise<MongoS
   const target = describeTarget(options.uri);
   const redact = credentialRedactor(options.uri);
   let ttl: boolean | undefined;
-  const inner = createMongoStore(client, db, () => ttl);
+  const inner = createMongoStore(client, db, () => ttl, options.now ?? Date.now);
   const circuit = createStoreCircuit({
     ping: (signal) => inner.ping({ signal }),
     operationTimeoutMs: options.timeoutMs,
@@ -277,17 +293,55 @@ async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{
   // delete expired links before PreviewLink could call them expired.
   await dropIndexIfPresent(links, "expiresAt_ttl");
   await dropIndexIfPresent(links, "expiresAt_purge");
-  await createTtlIndex(db.collection("link_tombstones"), "retainUntil", undefined);
+  const tombstones = db.collection<TombstoneDoc>("link_tombstones");
+  await createTtlIndex(tombstones, "retainUntil", undefined);
+  await createListingIndexes(links);
+  await createListingIndexes(tombstones);
   await createTtlIndex(db.collection("claims"), "expiresAt", undefined);
   const rateLimits = db.collection("rate_limits");
   await rateLimits.createIndex({ bucket: 1, window: 1, slot: -1 }, { name: "bucket_window_slot" });
   await createTtlIndex(rateLimits, "expiresAt", undefined);
   const audit = db.collection("audit_events");
-  await audit.createIndex({ email: 1, at: -1 }, { name: "email_at" });
-  await audit.createIndex({ userId: 1, at: -1 }, { name: "user_at" });
+  // ListAuditEvents sorts by (at, _id): the indexes end with both, so a page
+  // is a walk along an index on MongoDB. The older {email,at} and {userId,at}
+  // are covered by the new ones.
+  await audit.createIndex({ email: 1, at: -1, _id: -1 }, { name: "email_at_id" });
+  await audit.createIndex({ userId: 1, at: -1, _id: -1 }, { name: "user_at_id" });
+  await audit.createIndex({ at: -1, _id: -1 }, { name: "at_id" });
+  await dropIndexIfPresent(audit, "email_at");
+  await dropIndexIfPresent(audit, "user_at");
   await createTtlIndex(audit, "expiresAt", undefined);
   return { ttl };
 }
+
+/** The indexes of ListLinks's filters, each in its newest-first order. */
+async function createListingIndexes(collection: Collection<LinkDoc> | Collection<TombstoneDoc>): Promise<void> {
+  await collection.createIndex({ userId: 1, issuedAt: -1, _id: -1 }, { name: "user_issued" });
+  await collection.createIndex({ email: 1, issuedAt: -1, _id: -1 }, { name: "email_issued" });
+  await collection.createIndex({ issuedAt: -1, _id: -1 }, { name: "issued" });
+}
+
+/**
+ * The filter of a listing (store.ts, LinkListQuery) on a link or tombstone
+ * collection: the query's filters, retained at `now`, and after its position.
+ */
+function listFilter(query: LinkListQuery, now: Date): Document {
+  const and: Document[] = [{ $or: [{ retainUntil: { $gt: now } }, { retainUntil: { $exists: false }, expiresAt: { $gt: now } }] }];
+  if (query.userId !== undefined) and.push({ userId: query.userId });
+  if (query.email !== undefined) and.push({ email: query.email });
+  if (query.type !== undefined) and.push({ type: query.type });
+  if (query.issuedBy !== undefined) and.push(query.issuedBy === "" ? { $or: [{ issuedBy: "" }, { issuedBy: { $exists: false } }] } : { issuedBy: query.issuedBy });
+  if (query.issuedFrom !== undefined) and.push({ issuedAt: { $gte: query.issuedFrom } });
+  if (query.issuedBefore !== undefined) and.push({ issuedAt: { $lt: query.issuedBefore } });
+  if (query.after !== undefined) {
+    const { issuedAt, tokenHash } = query.after;
+    and.push({ $or: [{ issuedAt: { $lt: issuedAt } }, { issuedAt, _id: { $lt: tokenHash } }] });
+  }
+  return { $and: and };
+}
+
+/** Newest issue first, then by hash (store.ts). */
+const NEWEST_FIRST = { issuedAt: -1, _id: -1 } as const;
 
 /**
  * Link documents stored before retainUntil existed are given their expiresAt
@@ -308,7 +362,7 @@ async function backfillRetainUntil(links: Collection<LinkDoc>): Promise<void> {
 }
 
 /** Drop an index by name if it exists (idempotent, and harmless when another instance drops it first). */
-async function dropIndexIfPresent(collection: Collection<LinkDoc>, name: string): Promise<void> {
+async function dropIndexIfPresent<T extends Document>(collection: Collection<T>, name: string): Promise<void> {
   try {
     await collection.dropIndex(name);
   } catch (error) {
@@ -337,13 +391,14 @@ async function createTtlIndex<T extends object>(
 }
 
 /** The store's operations; `ttl` says (once the indexes are set up) whether the server has TTL indexes. */
-function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | undefined): Store {
+function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | undefined, now: () => number): Store {
   const users = db.collection<UserDoc>("users");
   const links = db.collection<LinkDoc>("link_tokens");
   const tombstones = db.collection<TombstoneDoc>("link_tombstones");
   const claims = db.collection<ClaimDoc>("claims");
   const rateHits = db.collection<RateHitDoc>("rate_limits");
   const auditEvents = db.collection<AuditDoc>("audit_events");
+  const newAuditId = createAuditIdGenerator(now);
   // Every driver operation gets the signal it is handed (guarded-store.ts
   // decides what that is): server selection, the wait for a pooled
   // connection and the wait for the answer all stop when it fires. The
@@ -482,6 +537,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
       }),
     delete: (tokenHash, options) =>
       run(options, async () => (await links.deleteOne({ _id: tokenHash }, abortable(options))).deletedCount === 1),
+    list: (query, now, options) =>
+      run(options, async () => {
+        if (query.limit <= 0) return []; // the driver reads limit(0) as "no limit"
+        const docs = await links.find(listFilter(query, now), { ...abortable(options), sort: NEWEST_FIRST, limit: query.limit }).toArray();
+        return docs.map((doc) => toLink(doc) as LinkRecord);
+      }),
   };
 
   const tombstoneStore: TombstoneStore = {
@@ -502,6 +563,12 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
       }),
     find: (tokenHash, now, options) =>
       run(options, async () => toTombstone(stillRetained(await tombstones.findOne({ _id: tokenHash }, abortable(options)), now))),
+    list: (query, now, options) =>
+      run(options, async () => {
+        if (query.limit <= 0) return [];
+        const docs = await tombstones.find(listFilter(query, now), { ...abortable(options), sort: NEWEST_FIRST, limit: query.limit }).toArray();
+        return docs.map((doc) => toTombstone(doc) as LinkTombstone);
+      }),
   };
 
   const claimStore: ClaimStore = {
@@ -573,7 +640,7 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
   const auditStore: AuditStore = {
     append: (event, expiresAt) =>
       translateErrors(async () => {
-        await auditEvents.insertOne({ ...event, expiresAt });
+        await auditEvents.insertOne({ _id: newAuditId(), ...event, expiresAt });
       }),
     find: (filter, limit) =>
       translateErrors(async () => {
@@ -582,6 +649,28 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
         if (filter.userId !== undefined) query.userId = filter.userId;
         const docs = await auditEvents.find(query, { sort: { at: -1 }, limit, projection: { _id: 0, expiresAt: 0 } }).toArray();
         return docs.map((doc) => withoutNulls(doc) as AuditEvent);
+      }),
+    list: (query, after, limit, options) =>
+      run(options, async () => {
+        if (limit <= 0) return []; // the driver reads limit(0) as "no limit"
+        const clauses: Filter<AuditDoc>[] = [auditFilter(query)];
+        if (query.since !== undefined || query.until !== undefined) {
+          clauses.push({ at: { ...(query.since && { $gte: query.since }), ...(query.until && { $lt: query.until }) } });
+        }
+        if (after) clauses.push({ $or: [{ at: { $lt: after.at } }, { at: after.at, ...idBelow(after.id) }] });
+        const docs = await auditEvents
+          .find(clauses.length === 1 ? (clauses[0] as Filter<AuditDoc>) : { $and: clauses }, { sort: { at: -1, _id: -1 }, limit, projection: { expiresAt: 0 }, ...abortable(options) })
+          .toArray();
+        return docs.map(toStoredAuditEvent);
+      }),
+    storedAfter: (filter, afterId, limit, options) =>
+      run(options, async () => {
+        if (limit <= 0) return [];
+        // A string range: documents with an ObjectId (stored before event ids) never match.
+        const docs = await auditEvents
+          .find({ ...auditFilter(filter), _id: { $gt: afterId } }, { sort: { _id: 1 }, limit, projection: { expiresAt: 0 }, ...abortable(options) })
+          .toArray();
+        return docs.map(toStoredAuditEvent);
       }),
   };
 
@@ -662,6 +751,7 @@ function fromLink(link: LinkRecord): LinkDoc {
     retainUntil: link.retainUntil,
     emailChange: link.emailChange,
     pending: link.pending === true ? true : undefined,
+    issuedBy: link.issuedBy,
   } as LinkDoc;
 }
 
@@ -680,6 +770,7 @@ function toLink(doc: LinkDoc | null): LinkRecord | undefined {
     retainUntil: doc.retainUntil ?? doc.expiresAt,
     emailChange: doc.emailChange ?? undefined,
     pending: doc.pending === true ? true : undefined,
+    issuedBy: doc.issuedBy ?? undefined,
   };
 }
 
@@ -696,6 +787,7 @@ function fromTombstone(tombstone: LinkTombstone): TombstoneDoc {
     expiresAt: tombstone.expiresAt,
     retainUntil: tombstone.retainUntil,
     emailChange: tombstone.emailChange,
+    issuedBy: tombstone.issuedBy,
   } as TombstoneDoc;
 }
 
@@ -713,9 +805,36 @@ function toTombstone(doc: TombstoneDoc | undefined): LinkTombstone | undefined {
     expiresAt: doc.expiresAt,
     retainUntil: doc.retainUntil,
     emailChange: doc.emailChange ?? undefined,
+    issuedBy: doc.issuedBy ?? undefined,
   };
 }
 
 function withoutNulls<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined)) as T;
+}
+
+function auditFilter(filter: AuditFilter): Filter<AuditDoc> {
+  const query: Record<string, string> = {};
+  for (const field of ["userId", "email", "caller", "method", "outcome"] as const) {
+    const value = filter[field];
+    if (value !== undefined) query[field] = value;
+  }
+  return query as Filter<AuditDoc>;
+}
+
+const LEGACY_ID = /^[0-9a-f]{24}$/;
+
+/**
+ * Ids below `id` in the (at, _id) descending order. In BSON order every
+ * string sorts below every ObjectId, so below a legacy document's ObjectId
+ * come the lower ObjectIds and all string ids.
+ */
+function idBelow(id: string): Filter<AuditDoc> {
+  if (!LEGACY_ID.test(id)) return { _id: { $lt: id } };
+  return { $or: [{ _id: { $lt: new ObjectId(id) } }, { _id: { $type: "string" } }] };
+}
+
+function toStoredAuditEvent(doc: AuditDoc): StoredAuditEvent {
+  const { _id, ...event } = withoutNulls(doc);
+  return { ...(event as AuditEvent), id: typeof _id === "string" ? _id : _id.toHexString() };
 }

@@ -113,6 +113,17 @@ describe("loadConfig", () => {
     }
   });
 
+  test("audit watch: poll interval 1s and look-back 10s by default; each set and bounded", () => {
+    assert.deepEqual(loadConfig({}).auditWatch, { pollIntervalMs: 1_000, lookBackMs: 10_000 });
+    assert.deepEqual(
+      loadConfig({ AUTHLINK_AUDIT_WATCH_POLL_INTERVAL: "250ms", AUTHLINK_AUDIT_WATCH_LOOKBACK: "30s" }).auditWatch,
+      { pollIntervalMs: 250, lookBackMs: 30_000 },
+    );
+    const problems = problemsOf({ AUTHLINK_AUDIT_WATCH_POLL_INTERVAL: "10ms", AUTHLINK_AUDIT_WATCH_LOOKBACK: "1h" });
+    assert.ok(problems.some((p) => p.startsWith("AUTHLINK_AUDIT_WATCH_POLL_INTERVAL:")), problems.join("\n"));
+    assert.ok(problems.some((p) => p.startsWith("AUTHLINK_AUDIT_WATCH_LOOKBACK:")), problems.join("\n"));
+  });
+
   test("public URL: https, or http on loopback; no query, fragment or user info", () => {
     assert.equal(loadConfig({ AUTHLINK_PUBLIC_URL: "http://localhost:3000" }).links.publicUrl.host, "localhost:3000");
     for (const url of ["http://auth.example.com", "https://auth.example.com/?x=1", "https://u:p@auth.example.com", "ftp://x", "auth.example.com"]) {

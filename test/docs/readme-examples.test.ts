@@ -230,6 +230,8 @@ function expectations(server: Authlink): Record<string, Expectation> {
   /** The link the browser example redeems, and the assertion the jose example checks. */
   const webLink = { token: "" };
   const redeemed = { assertion: "" };
+  /** The invite the links-reissue example resends, which links-revoke revokes. */
+  const resent = { token: "" };
   return {
     "buf-curl-list-methods": {
       stdout: [
@@ -277,6 +279,10 @@ function expectations(server: Authlink): Record<string, Expectation> {
       stdout: [new RegExp(`"actionLink": "${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=invite"`), /"verificationType": "LINK_TYPE_INVITE"/, /"invitedAt": "/],
     },
     "buf-curl-delete-user": { stdout: [/"revokedLinks": 1/] },
+    "buf-curl-list-audit": {
+      // ann's events so far, newest first: two per page, and a token for the next.
+      stdout: [/"method": "(GenerateLink|VerifyLink|PreviewLink)"/, /"email": "ann@example.com"/, /"id": "[0-9a-f]{12}-[0-9a-f]{16}"/, /"nextPageToken": "[\w-]+\.[\w-]+"/],
+    },
     "curl-signup": { stdout: [new RegExp(`"actionLink":"${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=signup"`), /"email":"cat@example.com"/] },
     "grpc-js-generate": {
       stdout: [new RegExp(`${link("invite").source} \\d{6}$`, "m")],
@@ -324,6 +330,28 @@ function expectations(server: Authlink): Record<string, Expectation> {
         assert.equal(reasonOf(again), "link_invalid_or_expired");
         const preview = await connectClient(server.url).previewLink({ type: LinkType.MAGICLINK, token: webLink.token });
         assert.equal(preview.state, LinkState.USED);
+      },
+    },
+    "links-list": {
+      stdout: [/"type": "LINK_TYPE_INVITE"/, /"state": "LINK_STATE_VALID"/, /"email": "eve@example.com"/, /"issuedBy": "key:[0-9a-f]{12}"/],
+      stderrNot: [/./],
+    },
+    "links-reissue": {
+      stdout: [new RegExp(`"actionLink": "${escape(server.url)}/verify#token=[A-Za-z0-9_-]{43}&type=invite"`), /"replacedHashedToken": "[0-9a-f]{64}"/],
+      async check(ran) {
+        // The resent invite works (and the revocation below ends it).
+        const { link } = JSON.parse(ran.stdout) as { link: { actionLink: string } };
+        resent.token = tokenOf(link.actionLink);
+        const preview = await connectClient(server.url).previewLink({ type: LinkType.INVITE, token: resent.token });
+        assert.equal(preview.state, LinkState.VALID);
+      },
+    },
+    "links-revoke": {
+      stdout: [/"state": "LINK_STATE_REVOKED"/, /"email": "eve@example.com"/],
+      async check() {
+        // What the verify page now tells the holder of the resent invite.
+        const preview = await connectClient(server.url).previewLink({ type: LinkType.INVITE, token: resent.token });
+        assert.equal(preview.state, LinkState.REVOKED);
       },
     },
     "jose-verify-assertion": {

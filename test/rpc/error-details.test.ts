@@ -26,6 +26,9 @@ describe("errors on the wire", () => {
     cancelled: Code.Canceled,
     internal: Code.Internal,
     idempotency_key_in_use: Code.Aborted,
+    link_not_found: Code.NotFound,
+    link_already_used: Code.FailedPrecondition,
+    email_change_not_pending: Code.FailedPrecondition,
   };
 
   test("each reason has its status and travels as ErrorInfo", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
-import type { Db } from "mongodb";
+import { ObjectId, type Db } from "mongodb";
 import { credentialRedactor, describeTarget, openMongoStore } from "../../src/store/mongo-store.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
@@ -10,6 +10,7 @@ import { mongoHostPort, startTcpProxy, viaProxy } from "../support/tcp-proxy.js"
 import { newLink, newUser, runStoreContract } from "./store-contract.js";
 import { settleBy } from "../../src/domain/abort.js";
 import { tombstoneOf } from "../../src/domain/link.js";
+import { auditIdTime } from "../../src/domain/audit-event-id.js";
 
 // The MongoDB store: the shared contract (each test on a database of its
 // own), plus what only a real server can tell — indexes, TTL support as the
@@ -105,6 +106,8 @@ async function notUnavailable(store: Store): Promise<string[]> {
     "rateLimits.highestSlot": () => store.rateLimits.highestSlot("b", now),
     "audit.append": () => store.audit.append({ at: now, method: "m", caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", durationMs: 0 }, now),
     "audit.find": () => store.audit.find({ email: "a@example.com" }, 1),
+    "audit.list": () => store.audit.list({ email: "a@example.com" }, undefined, 1),
+    "audit.storedAfter": () => store.audit.storedAfter({}, "", 1),
     purgeExpired: () => store.purgeExpired(now),
   };
   const wrong: string[] = [];
@@ -151,6 +154,14 @@ describe("MongoDB store: on the server", () => {
           assert.equal(retention.length, 1, `${collection}: one index on retainUntil`);
           if (ttl) assert.equal(retention[0]!.expireAfterSeconds, 0, `${collection}: a TTL index expiring at retainUntil`);
           else assert.equal(retention[0]!.expireAfterSeconds, undefined, `${collection}: a plain index (for the purge)`);
+        }
+
+        // ListLinks: each filter's index in newest-first order, on both link collections.
+        for (const collection of ["link_tokens", "link_tombstones"]) {
+          const keys = (await indexes(on, collection)).map((i) => i.key);
+          for (const key of ['{"userId":1,"issuedAt":-1,"_id":-1}', '{"email":1,"issuedAt":-1,"_id":-1}', '{"issuedAt":-1,"_id":-1}']) {
+            assert.ok(keys.includes(key), `${collection} has ${key}: ${JSON.stringify(keys)}`);
+          }
         }
 
         for (const collection of ["claims", "rate_limits", "audit_events"]) {
@@ -257,6 +268,54 @@ describe("MongoDB store: on the server", () => {
           assert.deepEqual(found?.retainUntil, old.expiresAt);
         });
       }
+    } finally {
+      await on.dropDatabase();
+    }
+  });
+
+  test("audit events: _id is the event id; indexes for ListAuditEvents; events stored before ids existed (ObjectId) are listed and paged too", async () => {
+    const scratch = scratchDatabase();
+    const on = database.client.db(scratch.name);
+    try {
+      // As the previous version left it: {email,at} and {userId,at}, ObjectId _ids.
+      const audit = on.collection("audit_events");
+      await audit.createIndex({ email: 1, at: -1 }, { name: "email_at" });
+      await audit.createIndex({ userId: 1, at: -1 }, { name: "user_at" });
+      const at = new Date("2030-06-01T12:00:00Z");
+      const email = "legacy@example.com";
+      const base = { at, method: "VerifyLink", caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", email };
+      const legacy = [new ObjectId(), new ObjectId()];
+      await audit.insertMany(legacy.map((_id, i) => ({ _id, ...base, durationMs: i, expiresAt: new Date("2031-01-01") })) as never);
+      await withStore(openTestStore(scratch), async (store) => {
+        const names = (await indexes(on, "audit_events")).map((i) => i.key);
+        for (const key of ['{"email":1,"at":-1,"_id":-1}', '{"userId":1,"at":-1,"_id":-1}', '{"at":-1,"_id":-1}']) {
+          assert.ok(names.includes(key), `${key} in ${names.join(" ")}`);
+        }
+        assert.ok(!names.includes('{"email":1,"at":-1}') && !names.includes('{"userId":1,"at":-1}'), "the old indexes are dropped");
+        // Two new events at the same instant as the legacy ones.
+        for (const durationMs of [10, 11]) await store.audit.append({ ...base, durationMs }, new Date("2031-01-01"));
+        const docs = await audit.find({ durationMs: { $gte: 10 } }).toArray();
+        for (const doc of docs) assert.equal(typeof auditIdTime(doc._id as unknown as string), "number", "a new event's _id is its id");
+        const all = await store.audit.list({ email }, undefined, 10);
+        assert.equal(all.length, 4);
+        assert.deepEqual(
+          all.slice(0, 2).map((e) => e.id).sort(),
+          legacy.map((id) => id.toHexString()).sort(),
+          "legacy events (ObjectId) come first at a tie, listed by their hex id",
+        );
+        // Page by one: every event once, the ObjectId cursors included.
+        const seen: string[] = [];
+        let after: { at: Date; id: string } | undefined;
+        for (let i = 0; i < 6; i++) {
+          const [event] = await store.audit.list({ email }, after, 1);
+          if (!event) break;
+          seen.push(event.id);
+          after = { at: event.at, id: event.id };
+        }
+        assert.deepEqual(seen, all.map((e) => e.id));
+        const watched = await store.audit.storedAfter({ email }, "", 10);
+        assert.deepEqual(watched.map((e) => e.durationMs).sort(), [10, 11], "a watch sees only events with ids");
+      });
     } finally {
       await on.dropDatabase();
     }

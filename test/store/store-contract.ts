@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
-import type { AuditEvent } from "../../src/domain/audit-event.js";
+import type { AuditEvent, StoredAuditEvent } from "../../src/domain/audit-event.js";
+import { auditIdFloor, auditIdTime } from "../../src/domain/audit-event-id.js";
 import { tombstoneOf, type LinkEnding, type LinkRecord } from "../../src/domain/link.js";
 import type { PendingEmailChange, User } from "../../src/domain/user.js";
-import type { Store } from "../../src/domain/store.js";
+import type { AuditPosition, AuditQuery, LinkListQuery, Store } from "../../src/domain/store.js";
+import type { LinkType } from "../../src/domain/link-type.js";
 
 // One contract for every store: the embedded one and MongoDB run these same
 // tests (memory-store.test.ts, mongo-store.test.ts), so they cannot drift
@@ -568,6 +570,7 @@ export function runStoreContract(name: string, open: OpenStore): void {
           redirectTo: "https://app.example.com/x?y=1",
           emailChange: { changeId: "c1", address: "current" },
           pending: true,
+          issuedBy: "spiffe://example.org/backend",
         });
         await store.links.insert([link]);
         same(await store.links.find(link.tokenHash, T0), link);
@@ -877,6 +880,91 @@ export function runStoreContract(name: string, open: OpenStore): void {
         (found.hashedTokens as string[]).push("tampered");
         same(await store.audit.find({ email }, 1), [event(1, { email })]);
       });
+
+      /** The event as appended, with the id the store gave it. */
+      const withId = (e: AuditEvent, id: string): StoredAuditEvent => ({ ...e, id });
+      const ids = (events: readonly StoredAuditEvent[]) => events.map((e) => e.id);
+
+      it("list: every filter, the time range (since inclusive, until exclusive), newest first by `at`, each event with its id", async (store) => {
+        const userId = randomUUID();
+        const email = newEmail("list");
+        const all = [
+          event(1, { userId, email, caller: "key:ops", method: "GenerateLink" }),
+          event(2, { userId, email, caller: "key:app", method: "VerifyLink", outcome: "link_invalid_or_expired" }),
+          event(3, { email, caller: "key:ops", method: "PreviewLink" }),
+          event(4, { userId, caller: "key:ops", method: "VerifyLink" }),
+          event(5, { caller: "anonymous", method: "GenerateLink", outcome: "credentials_missing", hashedTokens: [], linkType: undefined }),
+        ];
+        for (const e of all) await store.audit.append(e, at(HOUR));
+        const listed = await store.audit.list({}, undefined, 10);
+        same(listed, [...all].reverse().map((e, i) => withId(e, listed[i]?.id ?? "")));
+        assert.equal(new Set(ids(listed)).size, 5, "ids are unique");
+        for (const id of ids(listed)) assert.equal(typeof auditIdTime(id), "number", `${id} is an event id`);
+        const durations = async (query: AuditQuery) => (await store.audit.list(query, undefined, 10)).map((e) => e.durationMs);
+        assert.deepEqual(await durations({ userId }), [4, 2, 1]);
+        assert.deepEqual(await durations({ email }), [3, 2, 1]);
+        assert.deepEqual(await durations({ caller: "key:ops" }), [4, 3, 1]);
+        assert.deepEqual(await durations({ method: "VerifyLink" }), [4, 2]);
+        assert.deepEqual(await durations({ outcome: "ok" }), [4, 3, 1]);
+        assert.deepEqual(await durations({ outcome: "credentials_missing" }), [5]);
+        assert.deepEqual(await durations({ userId, email, method: "VerifyLink", outcome: "link_invalid_or_expired", caller: "key:app" }), [2]);
+        assert.deepEqual(await durations({ since: at(2), until: at(4) }), [3, 2]);
+        assert.deepEqual(await durations({ since: at(5) }), [5]);
+        assert.deepEqual(await durations({ until: at(1) }), []);
+        assert.deepEqual(await durations({ caller: "key:ops", since: at(3) }), [4, 3]);
+        assert.deepEqual(await durations({ email: newEmail("nobody") }), []);
+        same(await store.audit.list({}, undefined, 2), listed.slice(0, 2));
+        same(await store.audit.list({}, undefined, 0), []);
+      });
+
+      it("list: pages after (at, id) cover every event once, ties on `at` included, however events are appended meanwhile", async (store) => {
+        const email = newEmail("pages");
+        // Three events share each instant: the id orders them.
+        for (let n = 1; n <= 12; n++) await store.audit.append(event(Math.ceil(n / 3), { email, durationMs: n }), at(HOUR));
+        const seen: StoredAuditEvent[] = [];
+        let after: AuditPosition | undefined;
+        for (let page = 0; page < 10; page++) {
+          const events = await store.audit.list({ email }, after, 5);
+          seen.push(...events);
+          // Written between pages: newer ones never shift a page.
+          await store.audit.append(event(100 + page, { email, durationMs: 100 + page }), at(HOUR));
+          const last = events.at(-1);
+          if (events.length < 5 || !last) break;
+          after = { at: last.at, id: last.id };
+        }
+        assert.deepEqual(
+          seen.map((e) => e.durationMs).sort((x, y) => x - y),
+          Array.from({ length: 12 }, (_, i) => i + 1),
+          "each of the 12 events once",
+        );
+        for (let i = 1; i < seen.length; i++) {
+          const [prev, next] = [seen[i - 1] as StoredAuditEvent, seen[i] as StoredAuditEvent];
+          assert.ok(prev.at > next.at || (prev.at.getTime() === next.at.getTime() && prev.id > next.id), "newest first by (at, id)");
+        }
+      });
+
+      it("storedAfter: events stored after an id, in id order, filtered, at most `limit`; ids follow the storage clock", async (store) => {
+        const email = newEmail("stored");
+        const before = Date.now();
+        for (let n = 1; n <= 4; n++) await store.audit.append(event(10 - n, { email, durationMs: n, method: n === 3 ? "PreviewLink" : "VerifyLink" }), at(HOUR));
+        await store.audit.append(event(1, { email: newEmail("other") }), at(HOUR));
+        const afterAppend = Date.now();
+        const stored = await store.audit.storedAfter({ email }, auditIdFloor(before), 10);
+        assert.deepEqual(stored.map((e) => e.durationMs).sort(), [1, 2, 3, 4]);
+        assert.deepEqual(ids(stored), [...ids(stored)].sort(), "in id order");
+        for (const e of stored) {
+          const time = auditIdTime(e.id) as number;
+          assert.ok(time >= before && time <= afterAppend, "the id carries the storage time");
+        }
+        same(stored.find((e) => e.durationMs === 2), withId(event(8, { email, durationMs: 2, method: "VerifyLink" }), stored.find((e) => e.durationMs === 2)?.id ?? ""));
+        same(await store.audit.storedAfter({ email }, auditIdFloor(afterAppend + 1), 10), []);
+        same(await store.audit.storedAfter({ email }, stored[1]?.id ?? "", 10), stored.slice(2));
+        same(await store.audit.storedAfter({ email }, auditIdFloor(before), 2), stored.slice(0, 2));
+        assert.deepEqual((await store.audit.storedAfter({ email, method: "PreviewLink" }, auditIdFloor(before), 10)).map((e) => e.durationMs), [3]);
+        const last = stored.at(-1) as StoredAuditEvent;
+        await store.audit.append(event(0, { email, durationMs: 5 }), at(HOUR));
+        assert.deepEqual((await store.audit.storedAfter({ email }, last.id, 10)).map((e) => e.durationMs), [5], "what is stored later comes after");
+      });
     });
 
     describe("expired links are kept until retainUntil (so PreviewLink can say expired)", () => {
@@ -905,8 +993,9 @@ export function runStoreContract(name: string, open: OpenStore): void {
 
     describe("tombstones", () => {
       it("record then find: every field intact, by hash, until retainUntil", async (store) => {
-        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR), emailChange: { changeId: "c", address: "new" } });
+        const link = newLink({ type: "email_change", redirectTo: "https://app.example.com/x", expiresAt: at(HOUR), retainUntil: at(3 * HOUR), emailChange: { changeId: "c", address: "new" }, issuedBy: "backend" });
         const tombstone = tombstoneOf(link, "replaced", at(7));
+        assert.equal(tombstone.issuedBy, "backend", "the tombstone keeps who issued the link");
         same(await store.tombstones.record([tombstone]), [tombstone], "reports what it recorded");
         same(await store.tombstones.find(link.tokenHash, T0), tombstone);
         same(await store.tombstones.find(link.tokenHash, at(3 * HOUR - 1)), tombstone, "the millisecond before retainUntil");
@@ -1032,5 +1121,105 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.equal(await store.purgeExpired(at(HOUR)), 0);
       });
     });
+
+    // ListLinks reads links and tombstones through the same query; each
+    // case runs on both.
+    const listers = {
+      links: {
+        add: (store: Store, links: LinkRecord[]) => store.links.insert(links),
+        list: (store: Store, query: LinkListQuery, now = T0) => store.links.list(query, now),
+        expected: (links: LinkRecord[]) => links as unknown[],
+      },
+      tombstones: {
+        add: async (store: Store, links: LinkRecord[]) => void (await store.tombstones.record(links.map((l) => tombstoneOf(l, "revoked", at(5))))),
+        list: (store: Store, query: LinkListQuery, now = T0) => store.tombstones.list(query, now),
+        expected: (links: LinkRecord[]) => links.map((l) => tombstoneOf(l, "revoked", at(5))) as unknown[],
+      },
+    } as const;
+    const hashesOf = (entries: readonly { tokenHash: string }[]) => entries.map((e) => e.tokenHash);
+
+    for (const [kind, lister] of Object.entries(listers)) {
+      describe(`listing ${kind} (ListLinks)`, () => {
+        it("newest issue first, ties by hash descending; every field intact; pending and expired included, past retainUntil not", async (store) => {
+          const userId = randomUUID();
+          const tie = at(20);
+          const links = [
+            newLink({ userId, issuedAt: at(10), issuedBy: "a", redirectTo: "https://app.example.com/", type: "email_change", emailChange: { changeId: "c", address: "new" } }),
+            newLink({ userId, issuedAt: tie, tokenHash: `b-${unique("h")}` }),
+            newLink({ userId, issuedAt: tie, tokenHash: `a-${unique("h")}`, pending: true }),
+            newLink({ userId, issuedAt: at(30), expiresAt: at(-1), retainUntil: at(HOUR) }),
+            newLink({ userId, issuedAt: at(40), expiresAt: at(-2), retainUntil: T0 }), // forgotten at T0
+          ];
+          await lister.add(store, links);
+          const listed = await lister.list(store, { userId, limit: 10 });
+          const [one, b, a, expired, forgotten] = lister.expected(links);
+          same(listed, [expired, b, a, one]);
+          same(await lister.list(store, { userId, limit: 10 }, at(-10)), [forgotten, expired, b, a, one], "retained before T0");
+          same(await lister.list(store, { userId, limit: 2 }), [expired, b], "at most limit");
+          same(await lister.list(store, { userId, limit: 10 }, at(HOUR)), [b, a, one], "the expired one forgotten at its retainUntil");
+        });
+
+        it("filters: user, address, type, issuing caller, issue time range (from inclusive, before exclusive), all combined", async (store) => {
+          const userId = randomUUID();
+          const email = newEmail("listed");
+          const mine = (overrides: Partial<LinkRecord>) => newLink({ userId, email, issuedBy: "svc-a", ...overrides });
+          const links = [
+            mine({ issuedAt: at(1) }),
+            mine({ issuedAt: at(2), type: "recovery" }),
+            mine({ issuedAt: at(3), issuedBy: "svc-b" }),
+            mine({ issuedAt: at(4), email: newEmail("other-address") }),
+            newLink({ issuedAt: at(5), email, issuedBy: "svc-a" }), // another user, same address
+            mine({ issuedAt: at(6), issuedBy: undefined }),
+          ];
+          await lister.add(store, links);
+          const listed = async (query: Omit<LinkListQuery, "limit">) =>
+            hashesOf(await lister.list(store, { ...query, limit: 100 })).filter((h) => links.some((l) => l.tokenHash === h));
+          const h = (...indexes: number[]) => indexes.map((i) => links[i]!.tokenHash);
+          same(await listed({ userId }), h(5, 3, 2, 1, 0));
+          same(await listed({ email }), h(5, 4, 2, 1, 0));
+          same(await listed({ email, type: "recovery" }), h(1));
+          same(await listed({ type: "recovery", userId }), h(1));
+          same(await listed({ issuedBy: "svc-a", userId }), h(3, 1, 0));
+          same(await listed({ issuedBy: "svc-b" }), h(2));
+          same(await listed({ userId, issuedFrom: at(2), issuedBefore: at(4) }), h(2, 1));
+          same(await listed({ userId, email, type: "magiclink", issuedBy: "svc-a", issuedFrom: at(1), issuedBefore: at(6) }), h(0));
+          same(await listed({ userId: randomUUID() }), []);
+          same(await listed({ email: newEmail("nobody") }), []);
+          same(await listed({ email: email.toUpperCase() }), [], "addresses are compared as given (normalized upstream)");
+        });
+
+        it("pages cut after a position cover every entry once, in order, whatever is added meanwhile", async (store) => {
+          const userId = randomUUID();
+          const type: LinkType = "invite";
+          // Five instants, three links each: ties are the point.
+          const links = Array.from({ length: 15 }, (_, i) => newLink({ userId, type, issuedAt: at(Math.floor(i / 3)) }));
+          await lister.add(store, links);
+          const seen: string[] = [];
+          let after: LinkListQuery["after"];
+          for (let page = 0; page < 20; page++) {
+            const listed = await lister.list(store, { userId, after, limit: 4 });
+            seen.push(...hashesOf(listed));
+            if (listed.length < 4) break;
+            const last = listed.at(-1)!;
+            after = { issuedAt: last.issuedAt, tokenHash: last.tokenHash };
+            // Newer links, and links at the last one's instant, arrive meanwhile.
+            await lister.add(store, [newLink({ userId, type, issuedAt: at(100 + page) }), newLink({ userId, type, issuedAt: last.issuedAt })]);
+          }
+          const original = new Set(hashesOf(links));
+          const seenOriginal = seen.filter((h) => original.has(h));
+          same(seenOriginal, hashesOf([...links].sort((x, y) => y.issuedAt.getTime() - x.issuedAt.getTime() || (x.tokenHash < y.tokenHash ? 1 : -1))), "every original entry once, in order");
+          assert.equal(new Set(seen).size, seen.length, "nothing listed twice");
+        });
+
+        it("returned entries are copies", async (store) => {
+          const link = newLink({ emailChange: { changeId: "x", address: "new" }, type: "email_change" });
+          await lister.add(store, [link]);
+          const [found] = (await lister.list(store, { userId: link.userId, limit: 1 })) as LinkRecord[];
+          found!.issuedAt.setTime(0);
+          (found!.emailChange as { changeId: string }).changeId = "tampered";
+          same(await lister.list(store, { userId: link.userId, limit: 1 }), lister.expected([link]));
+        });
+      });
+    }
   });
 }

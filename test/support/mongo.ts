@@ -51,7 +51,7 @@ export async function useTestDatabase(label: string): Promise<TestDatabase> {
  */
 export async function openTestStore(
   database: TestDatabase,
-  options: { readonly uri?: string; readonly timeoutMs?: number; readonly logger?: Logger } = {},
+  options: { readonly uri?: string; readonly timeoutMs?: number; readonly logger?: Logger; readonly now?: () => number } = {},
 ): Promise<MongoStore> {
   const store = await openMongoStore({
     uri: options.uri ?? database.uri,
@@ -59,6 +59,7 @@ export async function openTestStore(
     timeoutMs: options.timeoutMs ?? 5_000,
     socketTimeoutMs: 30_000,
     logger: options.logger ?? createCapturedLogger().logger,
+    now: options.now,
   });
   const giveUp = AbortSignal.timeout(30_000);
   try {
