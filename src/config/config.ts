@@ -166,6 +166,8 @@ export const CONFIG_VARIABLES = [
 
 /** Variables with this prefix belong to the test suite, not to the server. */
 const TEST_PREFIX = "AUTHLINK_TEST_";
+/** Variables with this prefix belong to the admin CLI (src/cli/), not to the server. */
+const CLI_PREFIX = "AUTHLINK_CLI_";
 
 /** `data` beyond this is never accepted, whatever AUTHLINK_USER_DATA_MAX_BYTES says. */
 const MAX_USER_DATA_BYTES_LIMIT = 1_048_576;
@@ -230,7 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: LoadConfigOptions = 
 
   const known = new Set<string>(CONFIG_VARIABLES);
   for (const name of Object.keys(env)) {
-    if (name.startsWith("AUTHLINK_") && !name.startsWith(TEST_PREFIX) && !known.has(name)) {
+    if (name.startsWith("AUTHLINK_") && !name.startsWith(TEST_PREFIX) && !name.startsWith(CLI_PREFIX) && !known.has(name)) {
       problem(name, "is not a known variable (see README.md, Configuration)");
     }
   }

@@ -57,6 +57,7 @@ describe("loadConfig", () => {
       AUTHLINK_AUDIT_COALESCE_WINDOW: "5m",
       AUTHLINK_TRUSTED_PROXIES: "10.0.0.0/8",
       AUTHLINK_TEST_MONGODB_URI: "ignored: reserved for the test suite",
+      AUTHLINK_CLI_URL: "ignored: the admin CLI's",
     });
     assert.deepEqual(config.listen, { host: "::", port: 9000 });
     assert.equal(config.mongodb?.database, undefined);
