@@ -1,7 +1,4 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,7 +6,6 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { LinkState, LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
-import { LinkAdminService } from "../../gen/authlink/v1/link_admin_service_pb.js";
 import { readCsv } from "../../examples/crm-roundtrip/crm-mapping.js";
 import { connectClient } from "../support/clients.js";
 import { linkParams } from "../support/links.js";
@@ -21,10 +17,6 @@ import { startTestServer, type TestServer } from "../support/test-server.js";
 // from its environment) → the export with a working link and code on each
 // row, against a real authlink on both stores; then the same command with
 // --resume issues nothing twice.
-//
-// Needs the `authlink` CLI (dist/src/cli/main.js) and BulkGenerateLinks on
-// the server: until both are merged into this branch the tests skip
-// themselves, saying which is missing.
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const SCRIPT = join(repoRoot, "dist/examples/crm-roundtrip/crm-roundtrip.js");
@@ -52,23 +44,6 @@ function runScript(server: TestServer, args: readonly string[]): Promise<Run> {
   });
 }
 
-/** Why the round trip cannot run here yet, or undefined when it can. */
-async function missingPiece(server: TestServer): Promise<string | undefined> {
-  if (!existsSync(CLI)) return `the authlink CLI (${CLI}) is not on this branch yet`;
-  const transport = createGrpcTransport({
-    baseUrl: server.url,
-    interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${server.serviceKey}`), next(req))],
-  });
-  try {
-    for await (const _ of createClient(LinkAdminService, transport).bulkGenerateLinks({ rows: [] })) break;
-    return undefined;
-  } catch (error) {
-    const e = ConnectError.from(error);
-    if (e.code === Code.Unimplemented) return "BulkGenerateLinks answers UNIMPLEMENTED on this branch";
-    return undefined; // any other answer (e.g. no rows is INVALID_ARGUMENT): it is there
-  }
-}
-
 for (const backend of ["MongoDB", "embedded"] as const) {
   describe(`CRM export → authlink bulk → CRM import (${backend} store)`, () => {
     let server: TestServer;
@@ -82,10 +57,7 @@ for (const backend of ["MongoDB", "embedded"] as const) {
       if (work) await rm(work, { recursive: true, force: true });
     });
 
-    test("every trial contact gets a working link and code, or the reason it has none; a resumed run issues nothing twice", async (t) => {
-      const missing = await missingPiece(server);
-      if (missing) return void t.skip(missing);
-
+    test("every trial contact gets a working link and code, or the reason it has none; a resumed run issues nothing twice", async () => {
       const out = join(work, "crm-import.csv");
       const args = ["--crm", SAMPLE, "--segment", "trial", "--type", "magiclink", "--out", out, "--work-dir", join(work, "bulk")];
       const first = await runScript(server, args);
@@ -135,8 +107,7 @@ for (const backend of ["MongoDB", "embedded"] as const) {
       }
     });
 
-    test("usage errors exit 2 before any call", async (t) => {
-      if (!existsSync(SCRIPT)) return void t.skip("not built");
+    test("usage errors exit 2 before any call", async () => {
       const noArgs = await runScript(server, []);
       assert.equal(noArgs.code, 2);
       assert.match(noArgs.stderr, /usage: crm-roundtrip/);
