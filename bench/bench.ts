@@ -29,7 +29,7 @@ const USAGE = `npm run bench [-- OPTIONS]
                           size      per-pair cost at 1k / 10k / 100k users and outstanding links
   --baseline=DIR        also measure another build of authlink side by side (its rows say
                           "baseline"): DIR holds that build's package.json and dist/ (and
-                          node_modules or a link to it); used in the c=32 and FerretDB rows
+                          node_modules or a link to it); used in the c=32, c=1 and FerretDB rows
   --cpu-prof-dir=DIR    every authlink process writes a V8 CPU profile there when it stops
   --help                this text
 `;
@@ -432,7 +432,7 @@ async function main(): Promise<void> {
   );
   if (embedded) {
     table("Closed loop, c=32 (saturation)", embedded.throughputRows);
-    table("Closed loop, c=1", Object.values(embedded.one));
+    table("Closed loop, c=1", embedded.oneRows);
     table("Paced at half of each server's own saturation (latency from the scheduled start)", embedded.pacedRows, (r) =>
       String(r.results.reduce((sum, x) => sum + (x.dropped ?? 0), 0) || ""),
     );
@@ -461,6 +461,8 @@ async function main(): Promise<void> {
     print(ratio("Connect JSON p99 at c=1: authlink vs bare connect-node", s(one.alConnect).p99Ms, s(one.cnConnect).p99Ms, "ms"));
     if (t.baseGrpc) print(ratio("gRPC c=32 pairs/s: authlink vs baseline", s(t.alGrpc).pairsPerSec, s(t.baseGrpc).pairsPerSec, "/s"));
     if (t.baseConnect) print(ratio("Connect JSON c=32 pairs/s: authlink vs baseline", s(t.alConnect).pairsPerSec, s(t.baseConnect).pairsPerSec, "/s"));
+    if (one.baseGrpc) print(ratio("gRPC p50 at c=1: authlink vs baseline", s(one.alGrpc).p50Ms, s(one.baseGrpc).p50Ms, "ms"));
+    if (one.baseConnect) print(ratio("Connect JSON p50 at c=1: authlink vs baseline", s(one.alConnect).p50Ms, s(one.baseConnect).p50Ms, "ms"));
     if (!embedded.grpcListener) print("authlink grpc-js listener: (AUTHLINK_GRPC_ADDR not supported by this build)");
   }
   const [ferretOn, ferretCeiling, ferretOff, baseOn, baseOff] = ferretRows;
@@ -519,8 +521,11 @@ async function embeddedSections() {
     alConnect: row("authlink Connect JSON c=1", closed(authlinkOn, "connect", 1, settings.c1Duration)),
     cnConnect: row("bare connect-node Connect JSON c=1", closed(bareConnect, "connect", 1, settings.c1Duration)),
     gjGrpc: row("bare grpc-js gRPC c=1", closed(bareGrpcJs, "grpc", 1, settings.c1Duration)),
+    baseGrpc: baseline ? row("baseline gRPC c=1", closed(baseline, "grpc", 1, settings.c1Duration)) : undefined,
+    baseConnect: baseline ? row("baseline Connect JSON c=1", closed(baseline, "connect", 1, settings.c1Duration)) : undefined,
   };
-  await measureInterleaved(Object.values(one), settings.latencyRounds);
+  const oneRows = Object.values(one).filter((r): r is Row => r !== undefined);
+  await measureInterleaved(oneRows, settings.latencyRounds);
 
   process.stderr.write("bench: paced at half of each server's own saturation\n");
   const pacedRow = (label: string, server: Server, protocol: string, saturated: Row) => {
@@ -541,7 +546,7 @@ async function embeddedSections() {
   await measureInterleaved(pacedRows, settings.latencyRounds);
 
   for (const server of [authlinkOn, authlinkOff, bareConnect, bareGrpcJs, ...(baseline ? [baseline] : [])]) await server.stop();
-  return { t, one, paced, throughputRows, pacedRows, grpcListener };
+  return { t, one, paced, throughputRows, oneRows, pacedRows, grpcListener };
 }
 
 function ms(duration: string): number {
