@@ -17,14 +17,44 @@ import { freePort } from "../test/support/ports.js";
 //
 //   npm run bench               the full run (under 10 minutes)
 //   npm run bench -- --smoke    tiny rounds, the same table (about a minute)
+//   npm run bench -- --help     the options
+
+const USAGE = `npm run bench [-- OPTIONS]
+
+  --smoke               tiny rounds (about a minute), the same table; CI runs it
+  --only=SECTIONS       run only these sections, comma-separated (default: all):
+                          embedded  closed loop c=32, c=1 and paced, embedded store, with the references
+                          ferretdb  authlink on FerretDB c=8 (limits on, off) and the raw driver ceiling
+                          memory    RSS over links issued and expired
+                          size      per-pair cost at 1k / 10k / 100k users and outstanding links
+  --baseline=DIR        also measure another build of authlink side by side (its rows say
+                          "baseline"): DIR holds that build's package.json and dist/ (and
+                          node_modules or a link to it); used in the c=32, c=1 and FerretDB rows
+  --cpu-prof-dir=DIR    every authlink process writes a V8 CPU profile there when it stops
+  --help                this text
+`;
+const SECTIONS = ["embedded", "ferretdb", "memory", "size"] as const;
+type Section = (typeof SECTIONS)[number];
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const node = process.execPath;
+const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
+if (process.argv.includes("--help")) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const smoke = process.argv.includes("--smoke");
 const cores = availableParallelism();
 /** --cpu-prof-dir=DIR: every authlink process the bench starts writes a V8 CPU profile there when it stops. */
-const cpuProfDir = process.argv.find((arg) => arg.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
+const cpuProfDir = option("cpu-prof-dir");
+const only = option("only")?.split(",");
+for (const section of only ?? []) {
+  if (!(SECTIONS as readonly string[]).includes(section)) throw new Error(`--only: unknown section ${section} (${SECTIONS.join(", ")})\n\n${USAGE}`);
+}
+const wanted = (section: Section) => only === undefined || only.includes(section);
+/** --baseline=DIR: another build's main.js, measured beside this one. */
+const baselineMain = option("baseline") && join(option("baseline") as string, "dist", "src", "main.js");
 
 const settings = smoke
   ? { rounds: 2, latencyRounds: 1, warmup: "250ms", duration: "1s", c1Duration: "1s", pacedDuration: "1s", ferretRounds: 1, memoryLinks: 3_000, sizes: [1_000, 5_000], sizeRounds: 1, fillBudget: "20s", waitForSweep: false }
@@ -99,6 +129,8 @@ interface AuthlinkOptions {
   /** Also serve gRPC on @grpc/grpc-js on this port (AUTHLINK_GRPC_ADDR). */
   readonly grpcPort?: number;
   readonly stdout?: "ignore" | "pipe";
+  /** The main.js to run (default: this build's). */
+  readonly main?: string;
 }
 
 interface Authlink extends Server {
@@ -121,7 +153,7 @@ async function startAuthlink(name: string, options: AuthlinkOptions): Promise<Au
   // to /dev/null: formatted and written as in production, but not kept.
   const devNull = options.stdout === "pipe" ? undefined : openSync("/dev/null", "w");
   const profile = cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${slug(name)}.cpuprofile`] : [];
-  const child = spawnTracked([...profile, "dist/src/main.js"], env, devNull ?? "pipe");
+  const child = spawnTracked([...profile, options.main ?? "dist/src/main.js"], env, devNull ?? "pipe");
   if (devNull !== undefined) closeSync(devNull);
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -337,9 +369,120 @@ async function main(): Promise<void> {
   const startedAt = Date.now();
   process.stderr.write(`bench${smoke ? " --smoke" : ""}: building the Go load generator\n`);
   await buildLoadgen();
-  const ferretBinary = installFerretDB((line) => process.stderr.write(`${line}\n`));
+  const ferretBinary = wanted("ferretdb") ? installFerretDB((line) => process.stderr.write(`${line}\n`)) : undefined;
+  const embedded = wanted("embedded") ? await embeddedSections() : undefined;
 
-  // Embedded store: authlink with rate limits on and off, and the references.
+  const ferretRows: Row[] = [];
+  if (ferretBinary) {
+    process.stderr.write("bench: FerretDB, c=8\n");
+    let ferret: RunningFerretDB | undefined;
+    const started: Authlink[] = [];
+    try {
+      ferret = await startFerretDB(await ferretBinary);
+      const uri = ferret.uri;
+      const onFerret = (name: string, rateLimits: boolean, database: string, main?: string) =>
+        startAuthlink(name, { rateLimits, main, env: { AUTHLINK_MONGODB_URI: uri, AUTHLINK_MONGODB_DATABASE: database } }).then((server) => {
+          started.push(server);
+          return server;
+        });
+      const on = await onFerret("authlink on FerretDB", true, "authlink_bench_on");
+      const off = await onFerret("authlink on FerretDB (limits off)", false, "authlink_bench_off");
+      ferretRows.push(
+        row("authlink gRPC on FerretDB c=8 (limits on)", closed(on, "grpc", 8)),
+        row("raw driver insertOne+findOneAndDelete c=8 (ceiling)", () => ceiling(uri, 8)),
+        row("authlink gRPC on FerretDB c=8 (limits off)", closed(off, "grpc", 8)),
+      );
+      if (baselineMain) {
+        const baseOn = await onFerret("baseline on FerretDB", true, "authlink_bench_base_on", baselineMain);
+        const baseOff = await onFerret("baseline on FerretDB (limits off)", false, "authlink_bench_base_off", baselineMain);
+        ferretRows.push(
+          row("baseline gRPC on FerretDB c=8 (limits on)", closed(baseOn, "grpc", 8)),
+          row("baseline gRPC on FerretDB c=8 (limits off)", closed(baseOff, "grpc", 8)),
+        );
+      }
+      await measureInterleaved(ferretRows, settings.ferretRounds);
+    } finally {
+      for (const server of started) await server.stop();
+      await ferret?.stop();
+    }
+  }
+
+  let memory: string[] = [];
+  if (wanted("memory")) {
+    process.stderr.write("bench: memory\n");
+    memory = await memoryMode();
+  }
+
+  let sizeRows: Row[] = [];
+  if (wanted("size")) {
+    process.stderr.write("bench: size\n");
+    sizeRows = await sizeMode();
+  }
+
+  // ---- the table
+  print();
+  print(`# authlink bench${smoke ? " --smoke (tiny rounds: numbers printed, not asserted)" : ""}${only ? ` --only=${only.join(",")}` : ""}`);
+  print(
+    `${cores} cores; ${settings.rounds} interleaved rounds per row at c=32, ${settings.latencyRounds} at c=1 and paced, ` +
+      `${settings.ferretRounds} on FerretDB, ${settings.sizeRounds} per size; ` +
+      `medians; warm-up ${settings.warmup}, measured ${settings.duration} (c=1 ${settings.c1Duration}, paced ${settings.pacedDuration}). ` +
+      `A pair = GenerateLink MAGICLINK (fresh address) + VerifyLink of its token; latency per pair. ` +
+      `Generator: compiled Go (bench/loadgen), its CPU as a share of all ${cores} cores.` +
+      (baselineMain ? ` Baseline rows: ${baselineMain}.` : ""),
+  );
+  if (embedded) {
+    table("Closed loop, c=32 (saturation)", embedded.throughputRows);
+    table("Closed loop, c=1", embedded.oneRows);
+    table("Paced at half of each server's own saturation (latency from the scheduled start)", embedded.pacedRows, (r) =>
+      String(r.results.reduce((sum, x) => sum + (x.dropped ?? 0), 0) || ""),
+    );
+  }
+  if (ferretRows.length > 0) table("FerretDB (authlink's CPU per pair; the ceiling's CPU is the driver process's, not shown)", ferretRows);
+  for (const line of memory) print(line);
+  if (sizeRows.length > 0) table("Size: per-pair cost with many users and outstanding links (embedded store, limits on)", sizeRows.filter((r) => r.results.length > 0));
+
+  const s = (r: Row) => summary(r);
+  print();
+  print("## Ratios (issue 9)");
+  print("| ratio | values | authlink / reference |");
+  print("|---|--:|--:|");
+  if (embedded) {
+    const { t, one, paced } = embedded;
+    print(ratio("gRPC c=32 pairs/s: authlink vs bare connect-node", s(t.alGrpc).pairsPerSec, s(t.cnGrpc).pairsPerSec, "/s"));
+    print(ratio("gRPC c=32 pairs/s: authlink vs bare grpc-js", s(t.alGrpc).pairsPerSec, s(t.gjGrpc).pairsPerSec, "/s"));
+    if (t.alListener) print(ratio("gRPC c=32 pairs/s: authlink grpc-js listener vs bare grpc-js", s(t.alListener).pairsPerSec, s(t.gjGrpc).pairsPerSec, "/s"));
+    print(ratio("Connect JSON c=32 pairs/s: authlink vs bare connect-node", s(t.alConnect).pairsPerSec, s(t.cnConnect).pairsPerSec, "/s"));
+    print(ratio("gRPC p99 at half saturation: authlink vs bare connect-node", s(paced.alGrpc).p99Ms, s(paced.cnGrpc).p99Ms, "ms"));
+    print(ratio("gRPC p99 at half saturation: authlink vs bare grpc-js", s(paced.alGrpc).p99Ms, s(paced.gjGrpc).p99Ms, "ms"));
+    if (paced.alListener) print(ratio("gRPC p99 at half saturation: authlink grpc-js listener vs bare grpc-js", s(paced.alListener).p99Ms, s(paced.gjGrpc).p99Ms, "ms"));
+    print(ratio("Connect JSON p99 at half saturation: authlink vs bare connect-node", s(paced.alConnect).p99Ms, s(paced.cnConnect).p99Ms, "ms"));
+    print(ratio("gRPC p99 at c=1: authlink vs bare connect-node", s(one.alGrpc).p99Ms, s(one.cnGrpc).p99Ms, "ms"));
+    print(ratio("gRPC p99 at c=1: authlink vs bare grpc-js", s(one.alGrpc).p99Ms, s(one.gjGrpc).p99Ms, "ms"));
+    print(ratio("Connect JSON p99 at c=1: authlink vs bare connect-node", s(one.alConnect).p99Ms, s(one.cnConnect).p99Ms, "ms"));
+    if (t.baseGrpc) print(ratio("gRPC c=32 pairs/s: authlink vs baseline", s(t.alGrpc).pairsPerSec, s(t.baseGrpc).pairsPerSec, "/s"));
+    if (t.baseConnect) print(ratio("Connect JSON c=32 pairs/s: authlink vs baseline", s(t.alConnect).pairsPerSec, s(t.baseConnect).pairsPerSec, "/s"));
+    if (one.baseGrpc) print(ratio("gRPC p50 at c=1: authlink vs baseline", s(one.alGrpc).p50Ms, s(one.baseGrpc).p50Ms, "ms"));
+    if (one.baseConnect) print(ratio("Connect JSON p50 at c=1: authlink vs baseline", s(one.alConnect).p50Ms, s(one.baseConnect).p50Ms, "ms"));
+    if (!embedded.grpcListener) print("authlink grpc-js listener: (AUTHLINK_GRPC_ADDR not supported by this build)");
+  }
+  const [ferretOn, ferretCeiling, ferretOff, baseOn, baseOff] = ferretRows;
+  if (ferretOn && ferretCeiling && ferretOff) {
+    print(ratio("FerretDB c=8 pairs/s: authlink (limits on) vs raw driver", s(ferretOn).pairsPerSec, s(ferretCeiling).pairsPerSec, "/s"));
+    print(ratio("FerretDB c=8 pairs/s: authlink (limits off) vs raw driver", s(ferretOff).pairsPerSec, s(ferretCeiling).pairsPerSec, "/s"));
+  }
+  if (ferretOn && ferretOff && baseOn && baseOff) {
+    print(ratio("FerretDB c=8 pairs/s: authlink vs baseline (limits on)", s(ferretOn).pairsPerSec, s(baseOn).pairsPerSec, "/s"));
+    print(ratio("FerretDB c=8 pairs/s: authlink vs baseline (limits off)", s(ferretOff).pairsPerSec, s(baseOff).pairsPerSec, "/s"));
+  }
+  for (const note of notes) print(`note: ${note}`);
+  print(`(bench took ${fmt((Date.now() - startedAt) / 1000)} s)`);
+}
+
+const closed = (server: Server, protocol: string, c: number, duration = settings.duration) => () =>
+  drive(server, { protocol, mode: "closed", c, warmup: settings.warmup, duration });
+
+/** Embedded store: authlink with rate limits on and off, and the references; closed loop c=32, c=1, paced. */
+async function embeddedSections() {
   const grpcPort = await freePort();
   let authlinkOn: Authlink;
   let grpcListener: Server | undefined;
@@ -353,9 +496,7 @@ async function main(): Promise<void> {
   const authlinkOff = await startAuthlink("authlink (limits off)", { rateLimits: false });
   const bareConnect = await startReference("connect-node");
   const bareGrpcJs = await startReference("grpc-js");
-
-  const closed = (server: Server, protocol: string, c: number, duration = settings.duration) => () =>
-    drive(server, { protocol, mode: "closed", c, warmup: settings.warmup, duration });
+  const baseline = baselineMain ? await startAuthlink("baseline", { rateLimits: true, main: baselineMain }) : undefined;
 
   process.stderr.write("bench: closed loop, c=32\n");
   const t = {
@@ -367,6 +508,8 @@ async function main(): Promise<void> {
     gjGrpc: row("bare grpc-js gRPC", closed(bareGrpcJs, "grpc", 32)),
     alOffConnect: row("authlink Connect JSON (limits off)", closed(authlinkOff, "connect", 32)),
     alListener: grpcListener ? row("authlink grpc-js listener gRPC (limits on)", closed(grpcListener, "grpc", 32)) : undefined,
+    baseGrpc: baseline ? row("baseline gRPC (limits on)", closed(baseline, "grpc", 32)) : undefined,
+    baseConnect: baseline ? row("baseline Connect JSON (limits on)", closed(baseline, "connect", 32)) : undefined,
   };
   const throughputRows = Object.values(t).filter((r): r is Row => r !== undefined);
   await measureInterleaved(throughputRows, settings.rounds);
@@ -378,8 +521,11 @@ async function main(): Promise<void> {
     alConnect: row("authlink Connect JSON c=1", closed(authlinkOn, "connect", 1, settings.c1Duration)),
     cnConnect: row("bare connect-node Connect JSON c=1", closed(bareConnect, "connect", 1, settings.c1Duration)),
     gjGrpc: row("bare grpc-js gRPC c=1", closed(bareGrpcJs, "grpc", 1, settings.c1Duration)),
+    baseGrpc: baseline ? row("baseline gRPC c=1", closed(baseline, "grpc", 1, settings.c1Duration)) : undefined,
+    baseConnect: baseline ? row("baseline Connect JSON c=1", closed(baseline, "connect", 1, settings.c1Duration)) : undefined,
   };
-  await measureInterleaved(Object.values(one), settings.latencyRounds);
+  const oneRows = Object.values(one).filter((r): r is Row => r !== undefined);
+  await measureInterleaved(oneRows, settings.latencyRounds);
 
   process.stderr.write("bench: paced at half of each server's own saturation\n");
   const pacedRow = (label: string, server: Server, protocol: string, saturated: Row) => {
@@ -399,83 +545,8 @@ async function main(): Promise<void> {
   const pacedRows = Object.values(paced).filter((r): r is Row => r !== undefined);
   await measureInterleaved(pacedRows, settings.latencyRounds);
 
-  for (const server of [authlinkOn, authlinkOff, bareConnect, bareGrpcJs]) await server.stop();
-
-  process.stderr.write("bench: FerretDB, c=8\n");
-  let ferret: RunningFerretDB | undefined;
-  const ferretRows: Row[] = [];
-  try {
-    ferret = await startFerretDB(await ferretBinary);
-    const uri = ferret.uri;
-    const onFerret = await startAuthlink("authlink on FerretDB", {
-      rateLimits: true,
-      env: { AUTHLINK_MONGODB_URI: uri, AUTHLINK_MONGODB_DATABASE: "authlink_bench_on" },
-    });
-    const offFerret = await startAuthlink("authlink on FerretDB (limits off)", {
-      rateLimits: false,
-      env: { AUTHLINK_MONGODB_URI: uri, AUTHLINK_MONGODB_DATABASE: "authlink_bench_off" },
-    });
-    ferretRows.push(
-      row("authlink gRPC on FerretDB c=8 (limits on)", closed(onFerret, "grpc", 8)),
-      row("raw driver insertOne+findOneAndDelete c=8 (ceiling)", () => ceiling(uri, 8)),
-      row("authlink gRPC on FerretDB c=8 (limits off)", closed(offFerret, "grpc", 8)),
-    );
-    await measureInterleaved(ferretRows, settings.ferretRounds);
-    await onFerret.stop();
-    await offFerret.stop();
-  } finally {
-    await ferret?.stop();
-  }
-
-  process.stderr.write("bench: memory\n");
-  const memory = await memoryMode();
-
-  process.stderr.write("bench: size\n");
-  const sizeRows = await sizeMode();
-
-  // ---- the table
-  print();
-  print(`# authlink bench${smoke ? " --smoke (tiny rounds: numbers printed, not asserted)" : ""}`);
-  print(
-    `${cores} cores; ${settings.rounds} interleaved rounds per row at c=32, ${settings.latencyRounds} at c=1 and paced, ` +
-      `${settings.ferretRounds} on FerretDB, ${settings.sizeRounds} per size; ` +
-      `medians; warm-up ${settings.warmup}, measured ${settings.duration} (c=1 ${settings.c1Duration}, paced ${settings.pacedDuration}). ` +
-      `A pair = GenerateLink MAGICLINK (fresh address) + VerifyLink of its token; latency per pair. ` +
-      `Generator: compiled Go (bench/loadgen), its CPU as a share of all ${cores} cores.`,
-  );
-  table("Closed loop, c=32 (saturation)", throughputRows);
-  table("Closed loop, c=1", Object.values(one));
-  table("Paced at half of each server's own saturation (latency from the scheduled start)", pacedRows, (r) =>
-    String(r.results.reduce((sum, x) => sum + (x.dropped ?? 0), 0) || ""),
-  );
-  table("FerretDB (authlink's CPU per pair; the ceiling's CPU is the driver process's, not shown)", ferretRows);
-  for (const line of memory) print(line);
-  table("Size: per-pair cost with many users and outstanding links (embedded store, limits on)", sizeRows.filter((r) => r.results.length > 0));
-
-  const s = (r: Row) => summary(r);
-  print();
-  print("## Ratios (issue 9)");
-  print("| ratio | values | authlink / reference |");
-  print("|---|--:|--:|");
-  print(ratio("gRPC c=32 pairs/s: authlink vs bare connect-node", s(t.alGrpc).pairsPerSec, s(t.cnGrpc).pairsPerSec, "/s"));
-  print(ratio("gRPC c=32 pairs/s: authlink vs bare grpc-js", s(t.alGrpc).pairsPerSec, s(t.gjGrpc).pairsPerSec, "/s"));
-  if (t.alListener) print(ratio("gRPC c=32 pairs/s: authlink grpc-js listener vs bare grpc-js", s(t.alListener).pairsPerSec, s(t.gjGrpc).pairsPerSec, "/s"));
-  print(ratio("Connect JSON c=32 pairs/s: authlink vs bare connect-node", s(t.alConnect).pairsPerSec, s(t.cnConnect).pairsPerSec, "/s"));
-  print(ratio("gRPC p99 at half saturation: authlink vs bare connect-node", s(paced.alGrpc).p99Ms, s(paced.cnGrpc).p99Ms, "ms"));
-  print(ratio("gRPC p99 at half saturation: authlink vs bare grpc-js", s(paced.alGrpc).p99Ms, s(paced.gjGrpc).p99Ms, "ms"));
-  if (paced.alListener) print(ratio("gRPC p99 at half saturation: authlink grpc-js listener vs bare grpc-js", s(paced.alListener).p99Ms, s(paced.gjGrpc).p99Ms, "ms"));
-  print(ratio("Connect JSON p99 at half saturation: authlink vs bare connect-node", s(paced.alConnect).p99Ms, s(paced.cnConnect).p99Ms, "ms"));
-  print(ratio("gRPC p99 at c=1: authlink vs bare connect-node", s(one.alGrpc).p99Ms, s(one.cnGrpc).p99Ms, "ms"));
-  print(ratio("gRPC p99 at c=1: authlink vs bare grpc-js", s(one.alGrpc).p99Ms, s(one.gjGrpc).p99Ms, "ms"));
-  print(ratio("Connect JSON p99 at c=1: authlink vs bare connect-node", s(one.alConnect).p99Ms, s(one.cnConnect).p99Ms, "ms"));
-  const [ferretOn, ferretCeiling, ferretOff] = ferretRows;
-  if (ferretOn && ferretCeiling && ferretOff) {
-    print(ratio("FerretDB c=8 pairs/s: authlink (limits on) vs raw driver", s(ferretOn).pairsPerSec, s(ferretCeiling).pairsPerSec, "/s"));
-    print(ratio("FerretDB c=8 pairs/s: authlink (limits off) vs raw driver", s(ferretOff).pairsPerSec, s(ferretCeiling).pairsPerSec, "/s"));
-  }
-  if (!grpcListener) print("authlink grpc-js listener: (AUTHLINK_GRPC_ADDR not supported by this build)");
-  for (const note of notes) print(`note: ${note}`);
-  print(`(bench took ${fmt((Date.now() - startedAt) / 1000)} s)`);
+  for (const server of [authlinkOn, authlinkOff, bareConnect, bareGrpcJs, ...(baseline ? [baseline] : [])]) await server.stop();
+  return { t, one, paced, throughputRows, oneRows, pacedRows, grpcListener };
 }
 
 function ms(duration: string): number {

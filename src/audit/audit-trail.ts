@@ -1,11 +1,16 @@
 import type { AuditEvent } from "../domain/audit-event.js";
 import type { AuditLog } from "../domain/audit-log.js";
 import { AuthlinkError } from "../domain/errors.js";
-import type { AuditStore } from "../domain/store.js";
+import type { AuditAppendFailure, AuditStore } from "../domain/store.js";
 import type { Logger } from "../log/logger.js";
+import { createAuditGroupCommit, DEFAULT_MAX_AUDIT_BATCH } from "./audit-group-commit.js";
 
 // The audit log behind the domain's AuditLog port: every event is written as
-// one log line and stored with the configured retention.
+// one log line and stored with the configured retention. Events of concurrent
+// calls share inserts (audit-group-commit.ts): a lone event is written at
+// once; under load, those that arrive while an insert is in flight go
+// together in the next, up to maxBatch; each call still learns whether its
+// own event was stored.
 //
 // The failure policy (README, "Audit"):
 // - recordBeforeHandout: the event must be stored before the call answers;
@@ -14,9 +19,10 @@ import type { Logger } from "../log/logger.js";
 // - recordOutcome: the effect has already happened (or the call failed), so
 //   the answer must not change. An event that cannot be stored is logged at
 //   error level, counted, and kept in a bounded in-process queue that is
-//   retried on a timer, oldest first. When the queue is full the oldest
-//   event is dropped (and counted): memory stays bounded during a long
-//   outage, and the log line of every event is still there.
+//   retried on a timer, oldest first, up to maxBatch events per insert. When
+//   the queue is full the oldest event is dropped (and counted): memory
+//   stays bounded during a long outage, and the log line of every event is
+//   still there.
 
 /** What the metrics want to know about the audit trail. */
 export interface AuditObserver {
@@ -35,6 +41,8 @@ export interface AuditTrailOptions {
   readonly retryIntervalMs?: number;
   /** Most events kept for retry (default 10,000). */
   readonly maxQueued?: number;
+  /** Most events in one insert, live or retried (default 100). */
+  readonly maxBatch?: number;
 }
 
 export interface AuditTrail extends AuditLog {
@@ -49,10 +57,14 @@ export interface AuditTrail extends AuditLog {
 export function createAuditTrail(options: AuditTrailOptions): AuditTrail {
   const { store, logger, retentionMs, observer } = options;
   const maxQueued = options.maxQueued ?? 10_000;
-  const queue: AuditEvent[] = [];
+  const maxBatch = Math.max(1, options.maxBatch ?? DEFAULT_MAX_AUDIT_BATCH);
+  /** Events waiting for a retry, oldest first (each in a box of its own, so that it is told apart by identity). */
+  const queue: { readonly event: AuditEvent }[] = [];
   let flushing: Promise<void> | undefined;
 
-  const write = (event: AuditEvent) => store.append(event, new Date(event.at.getTime() + retentionMs));
+  const expiryOf = (event: AuditEvent) => new Date(event.at.getTime() + retentionMs);
+  const commit = createAuditGroupCommit(store, { maxBatch });
+  const write = (event: AuditEvent) => commit.append(event, expiryOf(event));
   const log = (event: AuditEvent) => {
     observer?.observeAuditEvent(event);
     logger.info({ requestId: event.requestId, audit: event }, "call");
@@ -65,7 +77,7 @@ export function createAuditTrail(options: AuditTrailOptions): AuditTrail {
       { err: error, requestId: event.requestId, method: event.method, outcome: event.outcome },
       "AUDIT EVENT NOT STORED: the call's outcome stands; the event is queued for retry",
     );
-    queue.push(event);
+    queue.push({ event });
     if (queue.length > maxQueued) {
       queue.shift();
       observer?.auditEventsDropped(1);
@@ -76,14 +88,22 @@ export function createAuditTrail(options: AuditTrailOptions): AuditTrail {
 
   const flushQueue = async () => {
     while (queue.length > 0) {
-      const event = queue[0] as AuditEvent;
+      const chunk = queue.slice(0, maxBatch);
+      let failures: AuditAppendFailure[];
       try {
-        await write(event);
+        failures = await store.appendMany(chunk.map(({ event }) => ({ event, expiresAt: expiryOf(event) })));
       } catch {
         return; // still down; the next tick tries again
       }
-      queue.shift();
+      const refused = new Set(failures.map((f) => chunk[f.index]));
+      const stored = new Set(chunk.filter((queued) => !refused.has(queued)));
+      // Meanwhile events may have been queued (at the end) or dropped (from
+      // the front): take out exactly the stored ones.
+      let kept = 0;
+      for (const queued of queue) if (!stored.has(queued)) queue[kept++] = queued;
+      queue.length = kept;
       setQueueLength();
+      if (refused.size > 0) return; // the database refused some: they wait for the next tick, oldest first
     }
   };
   const flush = () => {

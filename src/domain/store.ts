@@ -232,6 +232,27 @@ export interface AuditStore {
    * (the order they were stored), at most `limit`: what a watch polls.
    */
   storedAfter(filter: AuditFilter, afterId: string, limit: number, options?: OperationOptions): Promise<StoredAuditEvent[]>;
+  /**
+   * Appends several events with one write (audit/audit-group-commit.ts),
+   * their ids in the order given. Each event stands on its own: one the
+   * database refuses does not keep the others out. Resolves with the events
+   * that were not stored (by index, with why), empty when all were; throws
+   * when it cannot tell which were (a connection lost): then none may be
+   * taken as stored.
+   */
+  appendMany(entries: readonly AuditAppend[]): Promise<AuditAppendFailure[]>;
+}
+
+/** An event to append and when it goes. */
+export interface AuditAppend {
+  readonly event: AuditEvent;
+  readonly expiresAt: Date;
+}
+
+/** An event appendMany did not store: its index in the entries, and why. */
+export interface AuditAppendFailure {
+  readonly index: number;
+  readonly error: Error;
 }
 
 /** Set fields must all match (exactly; `email` is the normalized address). */

@@ -67,6 +67,7 @@ export function guardStore(inner: Store, circuit: StoreCircuit): Store {
       find: (filter, limit) => circuit.run(undefined, READ, () => audit.find(filter, limit)),
       list: (query, after, limit, o) => read(o, (op) => audit.list(query, after, limit, op)),
       storedAfter: (filter, afterId, limit, o) => read(o, (op) => audit.storedAfter(filter, afterId, limit, op)),
+      appendMany: (entries) => circuit.run(undefined, WRITE, () => audit.appendMany(entries)),
     },
     purgeExpired: (now) => circuit.run(undefined, MAINTENANCE, () => inner.purgeExpired(now)),
     ping: (o) => circuit.ping(o?.signal),

@@ -377,6 +377,10 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       }
       return found.sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, Math.max(0, limit));
     },
+    async appendMany(entries) {
+      for (const { event, expiresAt } of entries) auditEvents.push({ id: newAuditId(), event: copy(event), expiresAt });
+      return [];
+    },
   };
 
   return {

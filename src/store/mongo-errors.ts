@@ -54,6 +54,20 @@ export function duplicateKeyIndexes(error: unknown): Set<number> | undefined {
   return new Set(writeErrors.map((e) => e.index));
 }
 
+/**
+ * For an unordered insertMany that the server answered with per-document
+ * write errors (the documents without one were inserted): why each failed
+ * document was refused, by index. Undefined for any other error, where
+ * nothing can be said about which documents were stored (a lost connection,
+ * a write concern error).
+ */
+export function writeErrorsByIndex(error: unknown): Map<number, Error> | undefined {
+  if (!(error instanceof MongoBulkWriteError) || error.err !== undefined || isUnavailableError(error)) return undefined;
+  const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+  if (writeErrors.length === 0 || !writeErrors.every((e) => typeof e?.index === "number")) return undefined;
+  return new Map(writeErrors.map((e) => [e.index, new Error(`write error ${e.code}: ${e.errmsg ?? "refused"}`, { cause: e })]));
+}
+
 export function isUnavailableError(error: unknown): boolean {
   // The driver wraps some failures: a bulk write (insertMany) that loses its
   // connection throws a MongoBulkWriteError (a MongoServerError) that keeps

@@ -4,7 +4,7 @@ import { createAuditIdGenerator } from "../domain/audit-event-id.js";
 import type { LinkRecord, LinkTombstone } from "../domain/link.js";
 import type { CompletedEmailChange, JsonObject, PendingEmailChange, User } from "../domain/user.js";
 import type { Logger } from "../log/logger.js";
-import { duplicateKeyIndexes, isDuplicateKeyError, isUnavailableError, translateErrors } from "./mongo-errors.js";
+import { duplicateKeyIndexes, isDuplicateKeyError, isUnavailableError, translateErrors, writeErrorsByIndex } from "./mongo-errors.js";
 import { guardStore } from "./guarded-store.js";
 import { createStoreCircuit, describeCause } from "./store-circuit.js";
 import {
@@ -671,6 +671,21 @@ function createMongoStore(client: MongoClient, db: Db, ttl: () => boolean | unde
           .find({ ...auditFilter(filter), _id: { $gt: afterId } }, { sort: { _id: 1 }, limit, projection: { expiresAt: 0 }, ...abortable(options) })
           .toArray();
         return docs.map(toStoredAuditEvent);
+      }),
+    appendMany: (entries) =>
+      translateErrors(async () => {
+        if (entries.length === 0) return [];
+        // Ids taken in the order given, then one unordered insert: a
+        // document the server refuses does not stop the others.
+        const docs = entries.map(({ event, expiresAt }) => ({ _id: newAuditId(), ...event, expiresAt }));
+        try {
+          await auditEvents.insertMany(docs, { ordered: false });
+          return [];
+        } catch (error) {
+          const refused = writeErrorsByIndex(error);
+          if (!refused) throw error;
+          return [...refused].map(([index, why]) => ({ index, error: why }));
+        }
       }),
   };
 

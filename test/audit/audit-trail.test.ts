@@ -11,6 +11,15 @@ import { Code, connectClient, reasonOf, rejection } from "../support/clients.js"
 import { testEnv } from "../support/test-server.js";
 import { createAuditTrail } from "../../src/audit/audit-trail.js";
 import { createMetrics, type Metrics } from "../../src/ops/metrics.js";
+import { ConnectError } from "@connectrpc/connect";
+import { eventually } from "../support/eventually.js";
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: ConnectError };
+const settle = <T>(call: Promise<T>): Promise<Outcome<T>> =>
+  call.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error: ConnectError.from(error) }),
+  );
 
 // The audit trail: what each event holds, one log line per call, and the
 // failure policy — a generation whose event cannot be stored is refused with
@@ -25,17 +34,29 @@ async function start(store: Store, metrics?: Metrics) {
   return { running, lines, key: env.AUTHLINK_SERVICE_KEYS ?? "" };
 }
 
-/** A memory store whose audit writes fail while `failing.on` is true. */
+/**
+ * A memory store whose audit writes fail while `failing.on` is true; every
+ * insert is in `batches` (the outcomes of its events); while `failing.held`
+ * is set, inserts wait for it before they go on.
+ */
 function storeWithFailingAudit() {
   const inner = createMemoryStore();
-  const failing = { on: false };
+  const failing: { on: boolean; held?: Promise<void> | undefined; batches: string[][] } = { on: false, batches: [] };
   const store: Store = {
     ...inner,
     audit: {
       ...inner.audit,
       append: async (...args) => {
+        failing.batches.push([args[0].outcome]);
+        await failing.held;
         if (failing.on) throw new StoreUnavailableError("audit collection unavailable");
         return inner.audit.append(...args);
+      },
+      appendMany: async (entries) => {
+        failing.batches.push(entries.map((e) => e.event.outcome));
+        await failing.held;
+        if (failing.on) throw new StoreUnavailableError("audit collection unavailable");
+        return inner.audit.appendMany(entries);
       },
     },
   };
@@ -95,6 +116,49 @@ test("a generation that cannot be audited is refused: nothing handed out, nothin
   failing.on = false;
   const live = await store.links.findLiveByEmail(email, "magiclink", new Date(), 10);
   assert.deepEqual(live.map((l) => l.tokenHash), [earlier.hashedToken], "only the earlier link is stored");
+  await connectClient(running.url).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: tokenOf(earlier.actionLink) } });
+});
+
+test("concurrent generations whose shared audit insert fails: each is refused, and none of their links is usable", async () => {
+  const { store, failing } = storeWithFailingAudit();
+  const { running, key } = await start(store);
+  const admin = connectClient(running.url, { key });
+  const emails = Array.from({ length: 8 }, (_, i) => `batch-refused-${i}@example.com`);
+  const earlier = await admin.generateLink({ type: LinkType.MAGICLINK, email: emails[0] as string });
+  // Inserts wait until every call has stored its (pending) links and handed
+  // its event in: then the events wait together behind the first insert.
+  let release = () => {};
+  failing.held = new Promise<void>((resolve) => (release = resolve));
+  failing.on = true;
+  failing.batches.length = 0;
+  const calls = emails.map((email) => settle(admin.generateLink({ type: LinkType.MAGICLINK, email })));
+  await eventually(async () => {
+    for (const email of emails) {
+      const user = await store.users.findByEmail(email);
+      const links = user ? await store.links.findByUser(user.id, "magiclink") : [];
+      assert.ok(links.some((l) => l.tokenHash !== earlier.hashedToken), `${email}: its link is stored`);
+    }
+  });
+  release();
+  const outcomes = await Promise.all(calls);
+  // The generations' events ("ok" until stored), then the refusals' ("store_unavailable", queued for retry).
+  const issued = failing.batches.map((batch) => batch.filter((outcome) => outcome === "ok").length);
+  assert.ok(issued.some((size) => size > 1), `the events shared an insert: ${JSON.stringify(failing.batches)}`);
+  assert.equal(issued.reduce((a, b) => a + b, 0), emails.length, "each generation's event in one insert");
+  for (const outcome of outcomes) {
+    assert.ok(!outcome.ok, "refused");
+    assert.equal(outcome.error.code, Code.Unavailable);
+    assert.equal(reasonOf(outcome.error), "store_unavailable");
+  }
+  failing.on = false;
+  failing.held = undefined;
+  for (const email of emails) {
+    const live = await store.links.findLiveByEmail(email, "magiclink", new Date(), 10);
+    assert.deepEqual(live.map((l) => l.tokenHash), email === emails[0] ? [earlier.hashedToken] : [], `${email}: nothing usable but the earlier link`);
+    const user = await store.users.findByEmail(email);
+    const stored = user ? await store.links.findByUser(user.id, "magiclink") : [];
+    assert.deepEqual(stored.map((l) => l.tokenHash).filter((h) => h !== earlier.hashedToken), [], `${email}: the withdrawn links are deleted`);
+  }
   await connectClient(running.url).verifyLink({ type: LinkType.MAGICLINK, credential: { case: "token", value: tokenOf(earlier.actionLink) } });
 });
 

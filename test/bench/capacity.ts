@@ -9,7 +9,9 @@ import { startTestServer, type TestServer } from "../support/test-server.js";
 // What one instance costs and sustains, for docs/capacity.md:
 //   1. database commands per call, counted on the wire (a proxy between
 //      authlink and MongoDB reads each client message's command name);
-//   2. pairs per second (GenerateLink of a new magic link + VerifyLink of its
+//   2. audit events per insert command under concurrent load (how many events
+//      of concurrent calls share one insert);
+//   3. pairs per second (GenerateLink of a new magic link + VerifyLink of its
 //      token) from a small concurrent loop, on the embedded store and on
 //      MongoDB (AUTHLINK_TEST_MONGODB_URI, else a FerretDB started here),
 //      with the default rate limits and without them.
@@ -35,30 +37,35 @@ const database = (label: string) => {
   return { uri: uri as string, name, client };
 };
 
-/** Counts MongoDB wire messages by command name. */
+/** Counts MongoDB wire messages by command name, and by command and collection ("insert audit_events"). */
 function wireCounter() {
   const counts = new Map<string, number>();
+  const byCollection = new Map<string, number>();
   const pending = new Map<number, Buffer>();
   const onClientData = (connection: number, chunk: Buffer) => {
     let buffer = Buffer.concat([pending.get(connection) ?? Buffer.alloc(0), chunk]);
     while (buffer.length >= 4 && buffer.length >= buffer.readInt32LE(0)) {
       const length = buffer.readInt32LE(0);
-      const name = commandName(buffer.subarray(0, length));
+      const { name, collection } = commandOf(buffer.subarray(0, length));
       counts.set(name, (counts.get(name) ?? 0) + 1);
+      if (collection !== undefined) byCollection.set(`${name} ${collection}`, (byCollection.get(`${name} ${collection}`) ?? 0) + 1);
       buffer = buffer.subarray(length);
     }
     pending.set(connection, buffer);
   };
-  return { counts, onClientData };
+  return { counts, byCollection, onClientData };
 }
 
-function commandName(message: Buffer): string {
+function commandOf(message: Buffer): { name: string; collection?: string } {
   const opCode = message.readInt32LE(12);
-  if (opCode !== 2013) return `opcode ${opCode}`; // OP_MSG; anything else is handshake chatter
+  if (opCode !== 2013) return { name: `opcode ${opCode}` }; // OP_MSG; anything else is handshake chatter
   // header (16) + flagBits (4) + section kind 0 (1) + BSON size (4) + element type (1) = 26
   const start = 26;
   const end = message.indexOf(0, start);
-  return message.subarray(start, end).toString("utf8");
+  const name = message.subarray(start, end).toString("utf8");
+  if (message[25] !== 0x02) return { name }; // the command's value is not a string: no collection
+  const size = message.readInt32LE(end + 1);
+  return { name, collection: message.subarray(end + 5, end + 4 + size).toString("utf8") };
 }
 
 const tokenOf = (actionLink: string) => linkParams(actionLink).get("token") ?? "";
@@ -69,6 +76,8 @@ interface Setup {
   readonly anyone: AdminClient;
   readonly proxy?: TcpProxy;
   readonly counts?: Map<string, number>;
+  readonly byCollection?: Map<string, number>;
+  readonly databaseName?: string;
 }
 
 async function setUp(store: "embedded" | "mongodb", limits: "defaults" | "off", count = false): Promise<Setup> {
@@ -84,21 +93,26 @@ async function setUp(store: "embedded" | "mongodb", limits: "defaults" | "off", 
         { AUTHLINK_RATE_LIMIT_VERIFY_PER_ADDRESS: "1000000/1m" };
   let proxy: TcpProxy | undefined;
   let counts: Map<string, number> | undefined;
+  let byCollection: Map<string, number> | undefined;
   let databaseUri: string | undefined;
   if (store === "mongodb" && count) {
     const counter = wireCounter();
     const { host, port } = mongoHostPort(uri as string);
     proxy = await startTcpProxy(host, port, { onClientData: counter.onClientData });
     counts = counter.counts;
+    byCollection = counter.byCollection;
     databaseUri = viaProxy(uri as string, proxy);
   }
-  const server = await startTestServer({ env, database: store === "mongodb" ? database(limits) : undefined, databaseUri });
+  const db = store === "mongodb" ? database(limits) : undefined;
+  const server = await startTestServer({ env, database: db, databaseUri });
   return {
     server,
     admin: connectClient(server.url, { protocol: "grpc", key: server.serviceKey }),
     anyone: connectClient(server.url, { protocol: "grpc" }),
     proxy,
     counts,
+    byCollection,
+    databaseName: db?.name,
   };
 }
 
@@ -175,15 +189,32 @@ async function commandsPerCall(): Promise<void> {
   await tearDown(setup);
 }
 
-// ---- 2. pairs per second --------------------------------------------------
+// ---- 2. audit events per insert under load ---------------------------------
 
-async function pairsPerSecond(store: "embedded" | "mongodb", limits: "defaults" | "off"): Promise<void> {
-  const setup = await setUp(store, limits);
+async function auditInsertsUnderLoad(): Promise<void> {
+  const setup = await setUp("mongodb", "defaults", true);
+  const byCollection = setup.byCollection as Map<string, number>;
+  const events = client.db(setup.databaseName).collection("audit_events");
+  const [eventsBefore, insertsBefore] = [await events.countDocuments(), byCollection.get("insert audit_events") ?? 0];
+  const { pairs, failures } = await pairLoop(setup, Math.min(seconds, 5));
+  const stored = (await events.countDocuments()) - eventsBefore;
+  const inserts = (byCollection.get("insert audit_events") ?? 0) - insertsBefore;
+  console.log(
+    `  ${concurrency} concurrent loops, ${pairs} pairs (${failures} failed): ${stored} audit events in ${inserts} insert commands` +
+      ` = ${(stored / Math.max(1, inserts)).toFixed(2)} events per insert`,
+  );
+  await tearDown(setup);
+}
+
+// ---- 3. pairs per second --------------------------------------------------
+
+/** `concurrency` loops of pairs (GenerateLink of a new magic link, VerifyLink of its token) for `forSeconds`. */
+async function pairLoop(setup: Setup, forSeconds: number) {
   const { admin, anyone } = setup;
   const latencies: number[] = [];
   let failures = 0;
   let n = 0;
-  const until = performance.now() + seconds * 1_000;
+  const until = performance.now() + forSeconds * 1_000;
   const worker = async () => {
     while (performance.now() < until) {
       const started = performance.now();
@@ -198,7 +229,12 @@ async function pairsPerSecond(store: "embedded" | "mongodb", limits: "defaults" 
   };
   const began = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (performance.now() - began) / 1_000;
+  return { latencies, failures, pairs: latencies.length, elapsed: (performance.now() - began) / 1_000 };
+}
+
+async function pairsPerSecond(store: "embedded" | "mongodb", limits: "defaults" | "off"): Promise<void> {
+  const setup = await setUp(store, limits);
+  const { latencies, failures, elapsed } = await pairLoop(setup, seconds);
   latencies.sort((x, y) => x - y);
   const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0);
   console.log(
@@ -210,6 +246,8 @@ async function pairsPerSecond(store: "embedded" | "mongodb", limits: "defaults" 
 
 try {
   await commandsPerCall();
+  console.log(`\naudit events per insert command under load (MongoDB/FerretDB, default rate limits):`);
+  await auditInsertsUnderLoad();
   console.log(`\npairs per second (GenerateLink + VerifyLink by token), ${concurrency} concurrent loops for ${seconds} s, one instance:`);
   await pairsPerSecond("embedded", "defaults");
   await pairsPerSecond("mongodb", "defaults");

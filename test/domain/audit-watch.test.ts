@@ -182,6 +182,7 @@ describe("the audit trail's retries", () => {
     const flakyAudit: AuditStore = {
       ...store.audit,
       append: (...args) => (down ? Promise.reject(new StoreUnavailableError("down")) : store.audit.append(...args)),
+      appendMany: (...args) => (down ? Promise.reject(new StoreUnavailableError("down")) : store.audit.appendMany(...args)),
     };
     const trail = createAuditTrail({ store: flakyAudit, logger: createCapturedLogger().logger, retentionMs: HOUR, retryIntervalMs: 60_000 });
     try {

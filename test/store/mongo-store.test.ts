@@ -108,6 +108,7 @@ async function notUnavailable(store: Store): Promise<string[]> {
     "audit.find": () => store.audit.find({ email: "a@example.com" }, 1),
     "audit.list": () => store.audit.list({ email: "a@example.com" }, undefined, 1),
     "audit.storedAfter": () => store.audit.storedAfter({}, "", 1),
+    "audit.appendMany": () => store.audit.appendMany([{ event: { at: now, method: "m", caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", durationMs: 0 }, expiresAt: now }]),
     purgeExpired: () => store.purgeExpired(now),
   };
   const wrong: string[] = [];
@@ -315,6 +316,30 @@ describe("MongoDB store: on the server", () => {
         assert.deepEqual(seen, all.map((e) => e.id));
         const watched = await store.audit.storedAfter({ email }, "", 10);
         assert.deepEqual(watched.map((e) => e.durationMs).sort(), [10, 11], "a watch sees only events with ids");
+      });
+    } finally {
+      await on.dropDatabase();
+    }
+  });
+
+  test("audit appendMany: the events the server refuses are reported by index, the others are stored", async () => {
+    const scratch = scratchDatabase();
+    const on = database.client.db(scratch.name);
+    try {
+      await withStore(openTestStore(scratch), async (store) => {
+        // A constraint authlink never sets, so that the server refuses some
+        // documents of one insert: a unique request id.
+        await on.collection("audit_events").createIndex({ requestId: 1 }, { unique: true, name: "test_unique_request" });
+        const event = (requestId: string, durationMs: number) => ({
+          event: { at: new Date(), requestId, method: "VerifyLink", caller: "c", clientAddress: "", hashedTokens: [], outcome: "ok", durationMs },
+          expiresAt: new Date("2031-01-01"),
+        });
+        assert.deepEqual(await store.audit.appendMany([event("taken", 0)]), []);
+        const failed = await store.audit.appendMany([event("a", 1), event("taken", 2), event("b", 3), event("a", 4), event("c", 5)]);
+        assert.deepEqual(failed.map((f) => f.index).sort(), [1, 3], "the refused documents, by index");
+        for (const f of failed) assert.ok(f.error instanceof Error);
+        const stored = await store.audit.storedAfter({}, "", 10);
+        assert.deepEqual(stored.map((e) => e.durationMs), [0, 1, 3, 5], "every other document stored, in order");
       });
     } finally {
       await on.dropDatabase();

@@ -965,6 +965,53 @@ export function runStoreContract(name: string, open: OpenStore): void {
         await store.audit.append(event(0, { email, durationMs: 5 }), at(HOUR));
         assert.deepEqual((await store.audit.storedAfter({ email }, last.id, 10)).map((e) => e.durationMs), [5], "what is stored later comes after");
       });
+
+      it("appendMany: every event stored with its own expiry, ids in the order given, found and listed like appended ones", async (store) => {
+        const email = newEmail("batch");
+        const before = Date.now();
+        // `at` out of order on purpose: the ids follow the order given, not `at`.
+        const batch = [3, 1, 4, 2, 5].map((n) => event(n, { email, durationMs: n }));
+        const failed = await store.audit.appendMany(batch.map((e, i) => ({ event: e, expiresAt: i === 4 ? at(2 * HOUR) : at(HOUR) })));
+        assert.deepEqual(failed, [], "nothing refused");
+        const stored = await store.audit.storedAfter({ email }, auditIdFloor(before), 10);
+        same(stored, batch.map((e, i) => withId(e, stored[i]?.id ?? "")), "in the order given");
+        assert.equal(new Set(ids(stored)).size, 5, "ids are unique");
+        assert.deepEqual(ids(stored), [...ids(stored)].sort(), "ids ascending in the order given");
+        same(await store.audit.find({ email }, 10), [5, 4, 3, 2, 1].map((n) => event(n, { email, durationMs: n })), "found newest first by `at`");
+        same(await store.audit.list({ email }, undefined, 10), [...stored].sort((a, b) => b.at.getTime() - a.at.getTime()));
+        // Each keeps its own expiry: at HOUR all but the one kept for 2 hours go.
+        await store.purgeExpired(at(HOUR));
+        assert.deepEqual((await store.audit.find({ email }, 10)).map((e) => e.durationMs), [5], "only the event kept longer is left");
+        await store.audit.append(event(0, { email, durationMs: 6 }), at(HOUR));
+        assert.deepEqual((await store.audit.storedAfter({ email }, stored.at(-1)?.id ?? "", 10)).map((e) => e.durationMs), [6], "what is stored later comes after the batch");
+      });
+
+      it("appendMany stores copies, and an empty batch stores nothing", async (store) => {
+        const email = newEmail("batch-copy");
+        const e = event(1, { email });
+        assert.deepEqual(await store.audit.appendMany([{ event: e, expiresAt: at(HOUR) }]), []);
+        (e.hashedTokens as string[]).push("mutated-input");
+        same(await store.audit.find({ email }, 10), [event(1, { email })]);
+        assert.deepEqual(await store.audit.appendMany([]), []);
+        assert.equal((await store.audit.list({}, undefined, 10)).length, 1, "still the one event");
+      });
+
+      it("batches and single appends at once: every event stored once, each with its own id", async (store) => {
+        const email = newEmail("batch-burst");
+        await concurrently(20, async (i) =>
+          i % 2 === 0
+            ? store.audit.append(event(i, { email, durationMs: i * 100 }), at(HOUR))
+            : assert.deepEqual(await store.audit.appendMany(Array.from({ length: 5 }, (_, k) => ({ event: event(i, { email, durationMs: i * 100 + k }), expiresAt: at(HOUR) }))), []),
+        );
+        const stored = await store.audit.storedAfter({ email }, "", 100);
+        assert.equal(stored.length, 10 + 10 * 5);
+        assert.equal(new Set(ids(stored)).size, stored.length, "unique ids");
+        assert.equal(new Set(stored.map((e) => e.durationMs)).size, stored.length, "each event once");
+        for (let i = 1; i < 20; i += 2) {
+          const mine = stored.filter((e) => Math.floor(e.durationMs / 100) === i).map((e) => e.durationMs);
+          assert.deepEqual(mine, [0, 1, 2, 3, 4].map((k) => i * 100 + k), "a batch's events in its order");
+        }
+      });
     });
 
     describe("expired links are kept until retainUntil (so PreviewLink can say expired)", () => {
