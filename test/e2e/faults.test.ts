@@ -210,6 +210,32 @@ function faultSuite(mode: FaultMode): void {
     assert.ok(points >= 8, "every command of the call was a fault point");
   });
 
+  test("GenerateLink for a new address: the retry creates one user, found by that address from then on", async (t) => {
+    const { points, commands } = await everyFaultPoint(
+      async () => ({ address: email("new-user") }),
+      (state, requestId) => admin(requestId).generateLink({ type: LinkType.MAGICLINK, email: state.address }),
+      async ({ address }, requestId, first) => {
+        let issued: GenerateLinkResponse;
+        if (first.ok) {
+          issued = first.value;
+        } else {
+          const retried = await retry(() => admin(requestId).generateLink({ type: LinkType.MAGICLINK, email: address }));
+          assert.ok(retried.ok, `the retry succeeds: ${retried.ok ? "" : retried.error.message}`);
+          issued = retried.value;
+        }
+        const holders = await db.collection<{ _id: string }>("users").find({ email: address }).toArray();
+        assert.deepEqual(holders.map((u) => u._id), [issued.user!.id], "one user holds the address: the one the answer names");
+        const again = await retry(() => admin().generateLink({ type: LinkType.MAGICLINK, email: address }));
+        assert.ok(again.ok);
+        assert.equal(again.value.user?.id, issued.user!.id, "the address finds that user");
+        const verified = await retry(() => anyone().verifyLink(byToken(LinkType.MAGICLINK, tokenOf(again.value))));
+        assert.ok(verified.ok, "and its link works");
+      },
+    );
+    t.diagnostic(`${points} fault points; the call: ${commands.join(", ")}`);
+    assert.ok(points >= 9, "every command of the call was a fault point");
+  });
+
   for (const credential of ["token", "code"] as const) {
     test(`VerifyLink by ${credential}: an error is completed by the retry, exactly once, with its effect`, async (t) => {
       const { points, commands } = await everyFaultPoint(

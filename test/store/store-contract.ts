@@ -561,6 +561,27 @@ export function runStoreContract(name: string, open: OpenStore): void {
         assert.equal(count(results, (r) => r), 1);
         assert.equal(await store.users.findById(user.id), undefined);
       });
+
+      it("an address passed from user to user: each lookup finds its holder of the moment, a freed address is free", async (store) => {
+        const a = newUser();
+        await store.users.insert(a);
+        const x = a.email;
+        const y = newEmail("away");
+        assert.ok(typeof (await store.users.changeEmail(a.id, y, at(1))) === "object");
+        const b = newUser({ email: x });
+        assert.equal(await store.users.insert(b), "inserted", "x was left, so it is free");
+        assert.equal(await store.users.changeEmail(a.id, x, at(2)), "email_taken", "b holds x now");
+        same((await store.users.findByEmail(x))?.id, b.id);
+        assert.equal(await store.users.delete(b.id), true);
+        assert.equal(await store.users.findByEmail(x), undefined);
+        const back = await store.users.changeEmail(a.id, x, at(3));
+        assert.ok(typeof back === "object" && back.email === x, "x is free again: a moves back");
+        same((await store.users.findByEmail(x))?.id, a.id);
+        assert.equal(await store.users.findByEmail(y), undefined);
+        assert.equal(await store.users.insert(newUser({ email: y })), "inserted", "y was left");
+        same((await store.users.confirmEmail(a.id, at(4)))?.email, x, "confirming keeps the address");
+        same((await store.users.findByEmail(x))?.emailConfirmedAt, at(4));
+      });
     });
 
     describe("links", () => {
