@@ -16,8 +16,7 @@ import type { RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import type { Store } from "../../src/domain/store.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
-import { HOUR, makeLinkService, TEST_LINK_SETTINGS, type LinkServiceFixture } from "../support/link-service-fixture.js";
-import { linkParams } from "../support/links.js";
+import { HOUR, makeLinkService, TEST_LINK_SETTINGS, type LinkServiceFixture, generateInput as input, tokenOf } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // The operators' use cases on links (domain/link-admin.ts and
@@ -39,20 +38,7 @@ const OPERATOR = "key:ops";
 const backend = () => internalCall("GenerateLink", { serviceIdentity: BACKEND, callerName: BACKEND });
 const operator = (method: string): Call => internalCall(method, { serviceIdentity: OPERATOR, callerName: OPERATOR });
 
-function input(type: LinkType, email: string, extra: Partial<GenerateLinkInput> = {}): GenerateLinkInput {
-  return {
-    type,
-    email,
-    redirectTo: "",
-    data: undefined,
-    password: type === "signup" ? "correct horse battery staple" : "",
-    newEmail: "",
-    expiresInMs: undefined,
-    ...extra,
-  };
-}
 
-const tokenOf = (link: { actionLink: string }) => linkParams(link.actionLink).get("token") ?? "";
 
 const listInput = (overrides: Partial<ListLinksInput>): ListLinksInput => ({
   userId: "",

@@ -5,14 +5,14 @@ import { hashLinkToken } from "../../src/crypto/link-token.js";
 import { internalCall } from "../../src/domain/call.js";
 import { AuthlinkError } from "../../src/domain/errors.js";
 import { maskEmail, type LinkPreview } from "../../src/domain/link-preview.js";
-import type { GenerateLinkInput, VerifyLinkInput } from "../../src/domain/link-requests.js";
+import type { VerifyLinkInput } from "../../src/domain/link-requests.js";
 import type { GeneratedLink } from "../../src/domain/link-service.js";
 import type { LinkType } from "../../src/domain/link-type.js";
 import type { RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { linkParams } from "../support/links.js";
-import { makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS, type LinkServiceFixture } from "../support/link-service-fixture.js";
+import { makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS, type LinkServiceFixture, generateInput as input } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // PreviewLink through the use case, on the embedded store and on MongoDB,
@@ -31,9 +31,6 @@ function makeService(store: Store, rateLimits: RateLimitSettings = NO_RATE_LIMIT
 let counter = 0;
 const uniqueEmail = (label: string) => `${label}-${++counter}-${randomBytes(3).toString("hex")}@example.com`;
 
-function input(type: LinkType, email: string, extra: Partial<GenerateLinkInput> = {}): GenerateLinkInput {
-  return { type, email, redirectTo: "", data: undefined, password: "", newEmail: "", expiresInMs: undefined, ...extra };
-}
 
 const tokenOf = (link: GeneratedLink) => linkParams(link.link.actionLink).get("token") ?? "";
 const byToken = (type: LinkType, token: string): VerifyLinkInput => ({ type, credential: { kind: "token", token } });

@@ -12,7 +12,7 @@ import { Secret } from "../../src/crypto/secret.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
 import { linkParams } from "../support/links.js";
-import { HOUR, makeLinkService, type LinkServiceFixture } from "../support/link-service-fixture.js";
+import { HOUR, makeLinkService, type LinkServiceFixture, generateInput as input, tokenOf } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // The behaviour table of DESIGN.md, expiry at its exact boundary, code attempt
@@ -27,20 +27,7 @@ function makeService(store: Store, overrides: Partial<LinkSettings> = {}): LinkS
 let counter = 0;
 const uniqueEmail = (label: string) => `${label}-${++counter}-${Date.now().toString(36)}@example.com`;
 
-function input(type: LinkType, email: string, extra: Partial<GenerateLinkInput> = {}): GenerateLinkInput {
-  return {
-    type,
-    email,
-    redirectTo: "",
-    data: undefined,
-    password: type === "signup" ? "correct horse battery staple" : "",
-    newEmail: "",
-    expiresInMs: undefined,
-    ...extra,
-  };
-}
 
-const tokenOf = (link: { actionLink: string }) => linkParams(link.actionLink).get("token") ?? "";
 const byToken = (type: LinkType, token: string): VerifyLinkInput => ({ type, credential: { kind: "token", token } });
 const byCode = (type: LinkType, email: string, otp: string): VerifyLinkInput => ({
   type,

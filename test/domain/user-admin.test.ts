@@ -4,7 +4,6 @@ import { createAuditTrail } from "../../src/audit/audit-trail.js";
 import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
 import { internalCall, type Call } from "../../src/domain/call.js";
 import { AuthlinkError } from "../../src/domain/errors.js";
-import type { GenerateLinkInput } from "../../src/domain/link-requests.js";
 import type { LinkType } from "../../src/domain/link-type.js";
 import { RateLimiter, type RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import { StoreUnavailableError, type Store } from "../../src/domain/store.js";
@@ -13,8 +12,7 @@ import type { CreateUserInput, UpdateUserInput } from "../../src/domain/user-adm
 import { MAX_METADATA_DEPTH } from "../../src/domain/user-metadata.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
-import { HOUR, makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS } from "../support/link-service-fixture.js";
-import { linkParams } from "../support/links.js";
+import { HOUR, makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS, generateInput as generate, TEST_PASSWORD, tokenOf } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // The UserAdmin use cases on the embedded store and on MongoDB: GenerateLink's
@@ -24,7 +22,7 @@ import { openTestStore, useTestDatabase } from "../support/mongo.js";
 // events (never a password).
 
 const passwords = createArgon2Hasher(DEFAULT_ARGON2_PARAMS);
-const PASSWORD = "correct horse battery staple";
+const PASSWORD = TEST_PASSWORD;
 
 let counter = 0;
 const uniqueEmail = (label: string) => `${label}-${++counter}-${Date.now().toString(36)}@example.com`;
@@ -62,23 +60,12 @@ const update = (id: string, extra: Partial<UpdateUserInput> = {}): UpdateUserInp
   emailConfirm: false,
   ...extra,
 });
-const generate = (type: LinkType, email: string, extra: Partial<GenerateLinkInput> = {}): GenerateLinkInput => ({
-  type,
-  email,
-  redirectTo: "",
-  data: undefined,
-  password: type === "signup" ? PASSWORD : "",
-  newEmail: "",
-  expiresInMs: undefined,
-  ...extra,
-});
 /** deepStrictEqual on the defined parts (a store may return `{ a: undefined }` for `{}`). */
 function same(actual: unknown, expected: unknown, message?: string): void {
   const defined = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
   assert.deepStrictEqual(defined(actual), defined(expected), message);
 }
 
-const tokenOf = (link: { actionLink: string }) => linkParams(link.actionLink).get("token") ?? "";
 
 async function rejects(promise: Promise<unknown>, reason: string, fields?: string[]): Promise<AuthlinkError> {
   let caught: unknown;

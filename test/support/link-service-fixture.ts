@@ -2,7 +2,9 @@ import { createAuditTrail } from "../../src/audit/audit-trail.js";
 import { createOtpCodec } from "../../src/crypto/otp.js";
 import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
 import { Secret } from "../../src/crypto/secret.js";
+import type { GenerateLinkInput } from "../../src/domain/link-requests.js";
 import { LinkService } from "../../src/domain/link-service.js";
+import type { LinkType } from "../../src/domain/link-type.js";
 import type { LinkSettings } from "../../src/domain/link-settings.js";
 import { RateLimiter, type RateLimitSettings } from "../../src/domain/rate-limiter.js";
 import { compileRedirectPolicy } from "../../src/domain/redirect-policy.js";
@@ -10,6 +12,7 @@ import type { Store } from "../../src/domain/store.js";
 import type { Logger } from "../../src/log/logger.js";
 import { testAssertionSigner } from "./assertions.js";
 import { createCapturedLogger } from "./captured-logger.js";
+import { linkParams } from "./links.js";
 import { ManualClock } from "./manual-clock.js";
 
 // The domain's LinkService built by hand on a given store, with a manual
@@ -72,3 +75,23 @@ export function makeLinkService(
   });
   return { links, store, clock };
 }
+
+/** The strong password a SIGNUP input gets by default. */
+export const TEST_PASSWORD = "correct horse battery staple";
+
+/** A GenerateLink input as the wire leaves unset fields (empty strings), a SIGNUP with TEST_PASSWORD. */
+export function generateInput(type: LinkType, email: string, extra: Partial<GenerateLinkInput> = {}): GenerateLinkInput {
+  return {
+    type,
+    email,
+    redirectTo: "",
+    data: undefined,
+    password: type === "signup" ? TEST_PASSWORD : "",
+    newEmail: "",
+    expiresInMs: undefined,
+    ...extra,
+  };
+}
+
+/** The token of an issued link, read from its action link. */
+export const tokenOf = (link: { readonly actionLink: string }): string => linkParams(link.actionLink).get("token") ?? "";
