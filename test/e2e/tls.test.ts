@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import type { DescService } from "@bufbuild/protobuf";
+import { ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
+import { AuditService } from "../../gen/authlink/v1/audit_service_pb.js";
+import { LinkAdminService } from "../../gen/authlink/v1/link_admin_service_pb.js";
+import { UserAdminService } from "../../gen/authlink/v1/user_admin_service_pb.js";
 import { linkParams } from "../support/links.js";
 import { createTestCa, type IssuedCert } from "../support/certs.js";
 import { Code, connectClient, grpc, grpcJsClient, grpcJsReason, reasonOf, rejection } from "../support/clients.js";
@@ -200,4 +206,43 @@ describe("the grpc-js listener over TLS: the same certificate, the same identiti
     });
     assert.equal(verified.user?.id, generated.user?.id);
   });
+});
+
+describe("the admin services: every method needs the service role", () => {
+  /** Calls `method` with an empty request (and, for streams, reads the answer) and returns how it was refused. */
+  async function refusalOf(service: DescService, methodName: string, cert: keyof typeof clientCerts | null): Promise<ConnectError> {
+    const tls = tlsWith(cert);
+    const transport = createGrpcTransport({ baseUrl: server.url, nodeOptions: { ...tls, servername: "localhost" } });
+    const client = createClient(service, transport) as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const method = service.methods.find((m) => m.name === methodName);
+    assert.ok(method);
+    const call = client[method.localName];
+    assert.ok(call, method.localName);
+    try {
+      if (method.methodKind === "unary") {
+        await call({});
+      } else {
+        const input = method.methodKind === "bidi_streaming" ? [(async function* () {})()] : [{}];
+        for await (const _ of call(...input) as AsyncIterable<unknown>) {
+          // a refusal ends the stream before any message
+        }
+      }
+    } catch (error) {
+      return ConnectError.from(error);
+    }
+    assert.fail(`${service.name}/${methodName} answered without the service role`);
+  }
+
+  for (const service of [LinkAdminService, UserAdminService, AuditService]) {
+    test(`${service.name}: no certificate → UNAUTHENTICATED credentials_missing; a certificate that is not a service role → PERMISSION_DENIED not_service_role`, async () => {
+      for (const method of service.methods) {
+        const missing = await refusalOf(service, method.name, null);
+        assert.equal(missing.code, Code.Unauthenticated, `${method.name}: ${missing.message}`);
+        assert.equal(reasonOf(missing), "credentials_missing", method.name);
+        const notRole = await refusalOf(service, method.name, "noIdentity");
+        assert.equal(notRole.code, Code.PermissionDenied, `${method.name}: ${notRole.message}`);
+        assert.equal(reasonOf(notRole), "not_service_role", method.name);
+      }
+    });
+  }
 });
