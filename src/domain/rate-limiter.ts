@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { settleBy } from "./abort.js";
 import type { OperationOptions, RateLimitStore } from "./store.js";
 import type { Clock } from "./clock.js";
@@ -91,7 +91,7 @@ export class RateLimiter {
 
   async take(name: string, key: string, rule: RateRule, op: OperationOptions = {}): Promise<void> {
     if (rule.limit === 0) return;
-    const bucket = `${name}:${createHash("sha256").update(key).digest("base64url").slice(0, 32)}`;
+    const bucket = `${name}:${hash("sha256", key, "base64url").slice(0, 32)}`;
     const now = this.#clock.now().getTime();
     const { windowMs } = rule;
     const start = Math.floor(now / windowMs) * windowMs;

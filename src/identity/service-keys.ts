@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, hash, timingSafeEqual } from "node:crypto";
 import type { Secret } from "../crypto/secret.js";
 
 export const MIN_SERVICE_KEY_LENGTH = 32;
@@ -23,7 +23,7 @@ export function createServiceKeyMatcher(keys: readonly Secret[]): ServiceKeyMatc
       // Compare against every key, without stopping early, so timing says
       // nothing about which key (or how many) came close.
       let found: string | undefined;
-      const digest = createHash("sha256").update(presented).digest();
+      const digest = hash("sha256", presented, "buffer"); // one-shot: no Hash object per call
       for (const entry of entries) {
         if (timingSafeEqual(digest, entry.digest)) found ??= entry.identity;
       }
