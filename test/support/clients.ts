@@ -105,27 +105,41 @@ export interface GrpcJsAdminClient {
   close(): void;
 }
 
-let packageDefinition: protoLoader.PackageDefinition | undefined;
+const packageDefinitions = new Map<string, protoLoader.PackageDefinition>();
+
+/**
+ * The constructor of an authlink service's @grpc/grpc-js client, from its
+ * .proto file read by proto-loader (snake_case fields, enums as names, longs
+ * as strings, defaults and oneofs filled in); each file is loaded once.
+ */
+export function grpcJsServiceClient(protoFile: string, serviceName: string): grpc.ServiceClientConstructor {
+  let definition = packageDefinitions.get(protoFile);
+  if (!definition) {
+    definition = protoLoader.loadSync(join(protoRoot, protoFile), {
+      includeDirs: [protoRoot, join(googleProtos, "google-proto-files")],
+      keepCase: true,
+      enums: String,
+      longs: String,
+      defaults: true,
+      oneofs: true,
+    });
+    packageDefinitions.set(protoFile, definition);
+  }
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as { authlink: { v1: Record<string, grpc.ServiceClientConstructor> } };
+  const constructor = loaded.authlink.v1[serviceName];
+  if (!constructor) throw new Error(`${protoFile} has no service ${serviceName}`);
+  return constructor;
+}
 
 export function grpcJsClient(
   address: string,
   options: { key?: string | null; tls?: TlsClientOptions } = {},
 ): GrpcJsAdminClient {
-  packageDefinition ??= protoLoader.loadSync(join(protoRoot, "authlink/v1/admin_auth_service.proto"), {
-    includeDirs: [protoRoot, join(googleProtos, "google-proto-files")],
-    keepCase: true,
-    enums: String,
-    longs: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
-    authlink: { v1: { AdminAuthService: grpc.ServiceClientConstructor } };
-  };
+  const AdminAuthServiceClient = grpcJsServiceClient("authlink/v1/admin_auth_service.proto", "AdminAuthService");
   const credentials = options.tls
     ? grpc.credentials.createSsl(options.tls.ca, options.tls.key ?? null, options.tls.cert ?? null)
     : grpc.credentials.createInsecure();
-  const client = new loaded.authlink.v1.AdminAuthService(address, credentials, {
+  const client = new AdminAuthServiceClient(address, credentials, {
     "grpc.ssl_target_name_override": "localhost",
   }) as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
   const call =

@@ -1,11 +1,8 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { LinkAdminService } from "../../gen/authlink/v1/link_admin_service_pb.js";
+import { grpcJsServiceClient, type GrpcJsMessage } from "./clients.js";
 
 // Real clients of LinkAdminService over real sockets: connect-node in each of
 // its protocols and HTTP versions, and @grpc/grpc-js with proto-loader reading
@@ -35,12 +32,7 @@ export function linkAdminClient(baseUrl: string, wire: Wire, key: string | null,
 
 // ---- @grpc/grpc-js ------------------------------------------------------
 
-const here = dirname(fileURLToPath(import.meta.url));
-const protoRoot = join(here, "..", "..", "..", "proto");
-const googleProtos = dirname(dirname(createRequire(import.meta.url).resolve("google-proto-files/package.json")));
-
-/** Plain objects as proto-loader makes them (snake_case fields, enums as names). */
-export type GrpcJsMessage = Record<string, unknown>;
+export type { GrpcJsMessage };
 
 export interface GrpcJsLinkAdminClient {
   /** BulkGenerateLinks: every result, or the call's error. */
@@ -50,21 +42,9 @@ export interface GrpcJsLinkAdminClient {
   close(): void;
 }
 
-let packageDefinition: protoLoader.PackageDefinition | undefined;
-
 export function grpcJsLinkAdminClient(address: string, key: string | null): GrpcJsLinkAdminClient {
-  packageDefinition ??= protoLoader.loadSync(join(protoRoot, "authlink/v1/link_admin_service.proto"), {
-    includeDirs: [protoRoot, join(googleProtos, "google-proto-files")],
-    keepCase: true,
-    enums: String,
-    longs: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
-    authlink: { v1: { LinkAdminService: grpc.ServiceClientConstructor } };
-  };
-  const client = new loaded.authlink.v1.LinkAdminService(address, grpc.credentials.createInsecure()) as grpc.Client &
+  const LinkAdminServiceClient = grpcJsServiceClient("authlink/v1/link_admin_service.proto", "LinkAdminService");
+  const client = new LinkAdminServiceClient(address, grpc.credentials.createInsecure()) as grpc.Client &
     Record<string, (...args: unknown[]) => unknown>;
   const metadata = () => {
     const m = new grpc.Metadata();
