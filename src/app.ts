@@ -1,9 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type ServiceImpl, type ServiceImplSpec } from "@connectrpc/connect";
-import { AdminAuthService, file_authlink_v1_admin_auth_service } from "../gen/authlink/v1/admin_auth_service_pb.js";
-import { AuditService, file_authlink_v1_audit_service } from "../gen/authlink/v1/audit_service_pb.js";
-import { LinkAdminService, file_authlink_v1_link_admin_service } from "../gen/authlink/v1/link_admin_service_pb.js";
-import { UserAdminService, file_authlink_v1_user_admin_service } from "../gen/authlink/v1/user_admin_service_pb.js";
+import { AdminAuthService } from "../gen/authlink/v1/admin_auth_service_pb.js";
+import { AuditService } from "../gen/authlink/v1/audit_service_pb.js";
+import { LinkAdminService } from "../gen/authlink/v1/link_admin_service_pb.js";
+import { UserAdminService } from "../gen/authlink/v1/user_admin_service_pb.js";
 import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_health_v1_health, Health } from "../gen/health/v1/health_pb.js";
@@ -120,11 +120,9 @@ export function createApp(deps: AppDeps): App {
   // Every service goes through the call boundary. authlink's own take their
   // access from the contract; health and reflection are public operator
   // probes, neither audited nor rate limited. Anything else is denied.
-  const policies = new AccessPolicies()
-    .add(AdminAuthService, contractPolicy)
-    .add(LinkAdminService, contractPolicy)
-    .add(UserAdminService, contractPolicy)
-    .add(AuditService, contractPolicy)
+  const policies = new AccessPolicies();
+  for (const service of AUTHLINK_SERVICES) policies.add(service, contractPolicy);
+  policies
     .add(Health, explicitPolicy({ Check: "public", Watch: "public", List: "public" }))
     .add(reflectionV1.ServerReflection, explicitPolicy({ ServerReflectionInfo: "public" }))
     .add(reflectionV1alpha.ServerReflection, explicitPolicy({ ServerReflectionInfo: "public" }));
@@ -145,9 +143,7 @@ export function createApp(deps: AppDeps): App {
   // is set, on a grpc-js server too: the same implementations behind the same boundary.
   const services: ServiceImplSpec[] = [];
   const mounts: ((router: ConnectRouter) => void)[] = [];
-  // A method without an implementation answers UNIMPLEMENTED (after the
-  // boundary has checked the caller).
-  const serve = <T extends DescService>(desc: T, impl: Partial<ServiceImpl<T>>) => {
+  const serve = <T extends DescService>(desc: T, impl: ServiceImpl<T>) => {
     services.push(createServiceImplSpec(desc, impl));
     mounts.push((router) => router.service(desc, impl, adapter));
   };
@@ -177,13 +173,7 @@ export function createApp(deps: AppDeps): App {
   serve(Health, createHealthService({ readiness, services: AUTHLINK_SERVICES.map((service) => service.typeName) }));
   if (config.reflection) {
     const reflection = createServerReflection({
-      files: [
-        file_authlink_v1_admin_auth_service,
-        file_authlink_v1_link_admin_service,
-        file_authlink_v1_user_admin_service,
-        file_authlink_v1_audit_service,
-        file_health_v1_health,
-      ],
+      files: [...AUTHLINK_SERVICES.map((service) => service.file), file_health_v1_health],
       serviceNames: () => services.map((spec) => spec.service.typeName),
     });
     serve(reflectionV1.ServerReflection, reflection.v1);
