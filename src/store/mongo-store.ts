@@ -295,8 +295,8 @@ async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{
   await dropIndexIfPresent(links, "expiresAt_purge");
   const tombstones = db.collection<TombstoneDoc>("link_tombstones");
   await createTtlIndex(tombstones, "retainUntil", undefined);
-  await createListingIndexes(links);
-  await createListingIndexes(tombstones);
+  await createListingIndexes(links, { byUserAndAddress: false });
+  await createListingIndexes(tombstones, { byUserAndAddress: true });
   await createTtlIndex(db.collection("claims"), "expiresAt", undefined);
   const rateLimits = db.collection("rate_limits");
   await rateLimits.createIndex({ bucket: 1, window: 1, slot: -1 }, { name: "bucket_window_slot" });
@@ -314,10 +314,28 @@ async function ensureIndexes(db: Db, warn: (message: string) => void): Promise<{
   return { ttl };
 }
 
-/** The indexes of ListLinks's filters, each in its newest-first order. */
-async function createListingIndexes(collection: Collection<LinkDoc> | Collection<TombstoneDoc>): Promise<void> {
-  await collection.createIndex({ userId: 1, issuedAt: -1, _id: -1 }, { name: "user_issued" });
-  await collection.createIndex({ email: 1, issuedAt: -1, _id: -1 }, { name: "email_issued" });
+/**
+ * The indexes of ListLinks's filters, each in its newest-first order.
+ *
+ * On `link_tokens` a listing by user or address uses the hot path's
+ * `{userId,type}` / `{email,type}` instead: one person holds a handful of
+ * links there (issuing replaces the older ones of a type), so sorting them
+ * costs nothing, while two more indexes would cost every link insert and
+ * delete two more index updates. Tombstones have no such index, and one
+ * person's pile up over the grace period, so they get their own. Databases
+ * set up by an earlier version lose the two on `link_tokens`.
+ */
+async function createListingIndexes<T extends LinkDoc | TombstoneDoc>(
+  collection: Collection<T>,
+  { byUserAndAddress }: { readonly byUserAndAddress: boolean },
+): Promise<void> {
+  if (byUserAndAddress) {
+    await collection.createIndex({ userId: 1, issuedAt: -1, _id: -1 }, { name: "user_issued" });
+    await collection.createIndex({ email: 1, issuedAt: -1, _id: -1 }, { name: "email_issued" });
+  } else {
+    await dropIndexIfPresent(collection, "user_issued");
+    await dropIndexIfPresent(collection, "email_issued");
+  }
   await collection.createIndex({ issuedAt: -1, _id: -1 }, { name: "issued" });
 }
 

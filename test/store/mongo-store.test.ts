@@ -157,13 +157,17 @@ describe("MongoDB store: on the server", () => {
           else assert.equal(retention[0]!.expireAfterSeconds, undefined, `${collection}: a plain index (for the purge)`);
         }
 
-        // ListLinks: each filter's index in newest-first order, on both link collections.
-        for (const collection of ["link_tokens", "link_tombstones"]) {
-          const keys = (await indexes(on, collection)).map((i) => i.key);
-          for (const key of ['{"userId":1,"issuedAt":-1,"_id":-1}', '{"email":1,"issuedAt":-1,"_id":-1}', '{"issuedAt":-1,"_id":-1}']) {
-            assert.ok(keys.includes(key), `${collection} has ${key}: ${JSON.stringify(keys)}`);
-          }
-        }
+        // ListLinks: each filter's index in newest-first order on tombstones; on
+        // links only the unfiltered one (by user or address the hot path's
+        // indexes serve, and two more would cost every link write).
+        const byUser = '{"userId":1,"issuedAt":-1,"_id":-1}';
+        const byAddress = '{"email":1,"issuedAt":-1,"_id":-1}';
+        const newest = '{"issuedAt":-1,"_id":-1}';
+        const tombstoneKeys = (await indexes(on, "link_tombstones")).map((i) => i.key);
+        for (const key of [byUser, byAddress, newest]) assert.ok(tombstoneKeys.includes(key), `link_tombstones has ${key}: ${JSON.stringify(tombstoneKeys)}`);
+        const linkKeys = links.map((i) => i.key);
+        assert.ok(linkKeys.includes(newest), `link_tokens has ${newest}: ${JSON.stringify(linkKeys)}`);
+        for (const key of [byUser, byAddress]) assert.ok(!linkKeys.includes(key), `link_tokens has no ${key}: ${JSON.stringify(linkKeys)}`);
 
         for (const collection of ["claims", "rate_limits", "audit_events"]) {
           const found = (await indexes(on, collection)).filter((i) => i.key === '{"expiresAt":1}');
@@ -242,7 +246,7 @@ describe("MongoDB store: on the server", () => {
     });
   });
 
-  test("an existing deployment: the old expiry index on expiresAt is dropped and old links get a retainUntil, idempotently", async () => {
+  test("an existing deployment: the old expiry index on expiresAt and the replaced listing indexes are dropped, and old links get a retainUntil, idempotently", async () => {
     const scratch = scratchDatabase();
     const on = database.client.db(scratch.name);
     try {
@@ -253,6 +257,9 @@ describe("MongoDB store: on the server", () => {
       const ttl = await serverSupportsTtl(on);
       if (ttl) await links.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "expiresAt_ttl" });
       else await links.createIndex({ expiresAt: 1 }, { name: "expiresAt_purge" });
+      // and the listing indexes by user and address that the hot path's indexes replaced.
+      await links.createIndex({ userId: 1, issuedAt: -1, _id: -1 }, { name: "user_issued" });
+      await links.createIndex({ email: 1, issuedAt: -1, _id: -1 }, { name: "email_issued" });
       const old = newLink({ expiresAt: new Date("2030-06-01T13:00:00Z") });
       const { retainUntil: _, ...legacy } = old;
       await links.insertOne({ _id: legacy.tokenHash, ...legacy, tokenHash: undefined } as never, { ignoreUndefined: true });
@@ -261,6 +268,7 @@ describe("MongoDB store: on the server", () => {
         await withStore(openTestStore(scratch), async (store) => {
           const names = (await indexes(on, "link_tokens")).map((i) => i.name);
           assert.ok(!names.includes("expiresAt_ttl") && !names.includes("expiresAt_purge"), `start ${start}: ${names.join()}`);
+          assert.ok(!names.includes("user_issued") && !names.includes("email_issued"), `start ${start}: ${names.join()}`);
           assert.ok(names.includes(ttl ? "retainUntil_ttl" : "retainUntil_purge"), `start ${start}: ${names.join()}`);
           const doc = await links.findOne({ _id: old.tokenHash as never });
           assert.deepEqual(doc?.retainUntil, old.expiresAt, "an old link is kept until its expiry, as before");
