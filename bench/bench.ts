@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import { CONFIG_VARIABLES } from "../src/config/config.js";
 import { installFerretDB, startFerretDB, type RunningFerretDB } from "../test/support/ferretdb.js";
 import { freePort } from "../test/support/ports.js";
+import { measureCryptoFloor } from "./crypto-floor.js";
 
 // authlink's benchmark (issue 9): authlink against bare references serving the
 // same AdminAuthService, driven by a compiled Go load generator. See
@@ -458,6 +459,7 @@ async function main(): Promise<void> {
     print(ratio("Connect JSON p99 at half saturation: authlink vs bare connect-node", s(paced.alConnect).p99Ms, s(paced.cnConnect).p99Ms, "ms"));
     print(ratio("gRPC p99 at c=1: authlink vs bare connect-node", s(one.alGrpc).p99Ms, s(one.cnGrpc).p99Ms, "ms"));
     print(ratio("gRPC p99 at c=1: authlink vs bare grpc-js", s(one.alGrpc).p99Ms, s(one.gjGrpc).p99Ms, "ms"));
+    if (one.alListener) print(ratio("gRPC p99 at c=1: authlink grpc-js listener vs bare grpc-js", s(one.alListener).p99Ms, s(one.gjGrpc).p99Ms, "ms"));
     print(ratio("Connect JSON p99 at c=1: authlink vs bare connect-node", s(one.alConnect).p99Ms, s(one.cnConnect).p99Ms, "ms"));
     if (t.baseGrpc) print(ratio("gRPC c=32 pairs/s: authlink vs baseline", s(t.alGrpc).pairsPerSec, s(t.baseGrpc).pairsPerSec, "/s"));
     if (t.baseConnect) print(ratio("Connect JSON c=32 pairs/s: authlink vs baseline", s(t.alConnect).pairsPerSec, s(t.baseConnect).pairsPerSec, "/s"));
@@ -474,8 +476,40 @@ async function main(): Promise<void> {
     print(ratio("FerretDB c=8 pairs/s: authlink vs baseline (limits on)", s(ferretOn).pairsPerSec, s(baseOn).pairsPerSec, "/s"));
     print(ratio("FerretDB c=8 pairs/s: authlink vs baseline (limits off)", s(ferretOff).pairsPerSec, s(baseOff).pairsPerSec, "/s"));
   }
+  if (embedded) printCryptoFloor(embedded.t);
   for (const note of notes) print(`note: ${note}`);
   print(`(bench took ${fmt((Date.now() - startedAt) / 1000)} s)`);
+}
+
+/**
+ * How close to a bare reference any server doing the contract's cryptography
+ * could get, by CPU (bench/crypto-floor.ts): the reference's CPU per pair
+ * over that plus the floor, beside what authlink reached.
+ */
+function printCryptoFloor(t: { alGrpc: Row; cnGrpc: Row; alConnect: Row; cnConnect: Row; gjGrpc: Row; alListener?: Row | undefined }): void {
+  const floor = measureCryptoFloor(smoke ? 1_000 : 5_000);
+  const s = (r: Row) => summary(r);
+  print();
+  print("## The contract's own cryptography per pair (in process, this machine, now)");
+  print(
+    `Ed25519 signature ${fmt(floor.signEddsaUs, 1)} µs, ES256 ${fmt(floor.signEs256Us, 1)} µs; with the token, jti and code bytes, ` +
+      `the code's HMAC and 4 SHA-256: ${fmt(floor.eddsaUs, 1)} µs per pair with Ed25519, ${fmt(floor.es256Us, 1)} µs with ES256. ` +
+      "A server that did nothing but this on top of a bare reference would spend the reference's CPU per pair plus this; " +
+      "by CPU its pairs/s could reach at most reference / (reference + floor) of the reference's.",
+  );
+  print("| transport | reference CPU ms/pair | best possible ratio (Ed25519 / ES256) | authlink's ratio (pairs/s) | authlink CPU ms/pair |");
+  print("|---|--:|--:|--:|--:|");
+  const line = (label: string, al: Row | undefined, ref: Row) => {
+    if (!al) return;
+    const refCpu = s(ref).cpuMsPerPair;
+    const best = (floorUs: number) => refCpu / (refCpu + floorUs / 1000);
+    print(
+      `| ${label} | ${fmt(refCpu, 3)} | ${fmt(best(floor.eddsaUs), 2)} / ${fmt(best(floor.es256Us), 2)} | ${fmt(s(al).pairsPerSec / s(ref).pairsPerSec, 2)} | ${fmt(s(al).cpuMsPerPair, 3)} |`,
+    );
+  };
+  line("gRPC, main port vs bare connect-node", t.alGrpc, t.cnGrpc);
+  line("Connect JSON, main port vs bare connect-node", t.alConnect, t.cnConnect);
+  line("gRPC, grpc-js listener vs bare grpc-js", t.alListener, t.gjGrpc);
 }
 
 const closed = (server: Server, protocol: string, c: number, duration = settings.duration) => () =>
@@ -521,6 +555,7 @@ async function embeddedSections() {
     alConnect: row("authlink Connect JSON c=1", closed(authlinkOn, "connect", 1, settings.c1Duration)),
     cnConnect: row("bare connect-node Connect JSON c=1", closed(bareConnect, "connect", 1, settings.c1Duration)),
     gjGrpc: row("bare grpc-js gRPC c=1", closed(bareGrpcJs, "grpc", 1, settings.c1Duration)),
+    alListener: grpcListener ? row("authlink grpc-js listener gRPC c=1", closed(grpcListener, "grpc", 1, settings.c1Duration)) : undefined,
     baseGrpc: baseline ? row("baseline gRPC c=1", closed(baseline, "grpc", 1, settings.c1Duration)) : undefined,
     baseConnect: baseline ? row("baseline Connect JSON c=1", closed(baseline, "connect", 1, settings.c1Duration)) : undefined,
   };
