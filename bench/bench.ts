@@ -30,7 +30,8 @@ const USAGE = `npm run bench [-- OPTIONS]
                           size      per-pair cost at 1k / 10k / 100k users and outstanding links
   --baseline=DIR        also measure another build of authlink side by side (its rows say
                           "baseline"): DIR holds that build's package.json and dist/ (and
-                          node_modules or a link to it); used in the c=32, c=1 and FerretDB rows
+                          node_modules or a link to it); used in the c=32, c=1, FerretDB, memory
+                          and size rows
   --cpu-prof-dir=DIR    every authlink process writes a V8 CPU profile there when it stops
   --help                this text
 `;
@@ -292,12 +293,29 @@ function ratio(label: string, a: number, b: number, unit: string): string {
 
 // ---- modes
 
+/** The memory mode's table, with a row for this build and one for the baseline when there is one. */
 async function memoryMode(): Promise<string[]> {
   const n = settings.memoryLinks;
-  const expiresIn = 2;
-  const server = await startAuthlink("authlink (memory)", {
+  const rows = [await memoryRow("authlink", n)];
+  if (baselineMain) rows.push(await memoryRow("baseline", n, baselineMain));
+  return [
+    "",
+    `## Memory: RSS of authlink (embedded store) over ${n} links, expires_in ${MEMORY_EXPIRES_IN_S}s, tombstone grace 0`,
+    `| build | start | peak | end of issuing | after sweep | issued at |`,
+    `|---|--:|--:|--:|---|--:|`,
+    ...rows,
+    `(users are kept: one per address, so "after sweep" still holds ${n} users; V8 keeps freed heap, RSS shrinks late)`,
+  ];
+}
+
+const MEMORY_EXPIRES_IN_S = 2;
+
+async function memoryRow(label: string, n: number, main?: string): Promise<string> {
+  const expiresIn = MEMORY_EXPIRES_IN_S;
+  const server = await startAuthlink(`${label} (memory)`, {
     rateLimits: false,
     stdout: "pipe",
+    main,
     env: { AUTHLINK_LINK_EXPIRY_MIN: "1s", AUTHLINK_TOMBSTONE_GRACE: "0", AUTHLINK_LOG_LEVEL: "debug" },
   });
   let purged = 0;
@@ -332,36 +350,35 @@ async function memoryMode(): Promise<string[]> {
   }
   clearInterval(sampler);
   await server.stop();
-  return [
-    "",
-    `## Memory: RSS of authlink (embedded store) over ${n} links, expires_in ${expiresIn}s, tombstone grace 0`,
-    `| start | peak | end of issuing | after sweep | issued at |`,
-    `|--:|--:|--:|---|--:|`,
-    `| ${fmt(start, 1)} MiB | ${fmt(peak, 1)} MiB | ${fmt(end, 1)} MiB | ${afterSweep} | ${fmt(filled.pairsPerSec)} links/s |`,
-    `(users are kept: one per address, so "after sweep" still holds ${n} users; V8 keeps freed heap, RSS shrinks late)`,
-  ];
+  return `| ${label} | ${fmt(start, 1)} MiB | ${fmt(peak, 1)} MiB | ${fmt(end, 1)} MiB | ${afterSweep} | ${fmt(filled.pairsPerSec)} links/s |`;
 }
 
+/** Each size on this build, and on the baseline when there is one. */
 async function sizeMode(): Promise<Row[]> {
   const rows: Row[] = [];
   for (const size of settings.sizes) {
-    const server = await startAuthlink(`authlink (${size} users)`, { rateLimits: true });
-    // The fill has a time budget: a store that slows down as it fills must not
-    // stretch the bench past its 10 minutes. The row then says how far it got.
-    const filled = await drive(server, { protocol: "grpc", mode: "fill", n: size, c: 32, "max-duration": settings.fillBudget });
-    const held =
-      filled.pairs >= size
-        ? `${size} users + ${size} outstanding links (filled at ${fmt(filled.pairsPerSec)}/s)`
-        : `${filled.pairs} of ${size} users + links (the fill's ${settings.fillBudget} budget ran out, ${fmt(filled.pairsPerSec)}/s on average)`;
-    const r = row(`${held}, gRPC c=32`, () =>
-      drive(server, { protocol: "grpc", mode: "closed", c: 32, warmup: settings.warmup, duration: settings.duration }),
-    );
-    await measureInterleaved([r], settings.sizeRounds);
-    rows.push(r);
-    await server.stop();
+    rows.push(await sizeRow("authlink", size));
+    if (baselineMain) rows.push(await sizeRow("baseline", size, baselineMain));
   }
   if (smoke) rows.push(row("100000 users: skipped in --smoke", async () => ({}) as Result));
   return rows;
+}
+
+async function sizeRow(label: string, size: number, main?: string): Promise<Row> {
+  const server = await startAuthlink(`${label} (${size} users)`, { rateLimits: true, main });
+  // The fill has a time budget: a store that slows down as it fills must not
+  // stretch the bench past its 10 minutes. The row then says how far it got.
+  const filled = await drive(server, { protocol: "grpc", mode: "fill", n: size, c: 32, "max-duration": settings.fillBudget });
+  const held =
+    filled.pairs >= size
+      ? `${size} users + ${size} outstanding links (filled at ${fmt(filled.pairsPerSec)}/s)`
+      : `${filled.pairs} of ${size} users + links (the fill's ${settings.fillBudget} budget ran out, ${fmt(filled.pairsPerSec)}/s on average)`;
+  const r = row(`${label}: ${held}, gRPC c=32`, () =>
+    drive(server, { protocol: "grpc", mode: "closed", c: 32, warmup: settings.warmup, duration: settings.duration }),
+  );
+  await measureInterleaved([r], settings.sizeRounds);
+  await server.stop();
+  return r;
 }
 
 // ---- main
@@ -476,6 +493,15 @@ async function main(): Promise<void> {
     print(ratio("FerretDB c=8 pairs/s: authlink vs baseline (limits on)", s(ferretOn).pairsPerSec, s(baseOn).pairsPerSec, "/s"));
     print(ratio("FerretDB c=8 pairs/s: authlink vs baseline (limits off)", s(ferretOff).pairsPerSec, s(baseOff).pairsPerSec, "/s"));
   }
+  const sizeRatio = (label: string) => {
+    const measured = sizeRows.filter((r) => r.label.startsWith(`${label}: `) && r.results.length > 0);
+    const [smallest, largest] = [measured[0], measured[measured.length - 1]];
+    if (smallest && largest && smallest !== largest) {
+      print(ratio(`Size: ${label} pairs/s, largest vs smallest store`, s(largest).pairsPerSec, s(smallest).pairsPerSec, "/s"));
+    }
+  };
+  sizeRatio("authlink");
+  if (baselineMain) sizeRatio("baseline");
   if (embedded) printCryptoFloor(embedded.t);
   for (const note of notes) print(`note: ${note}`);
   print(`(bench took ${fmt((Date.now() - startedAt) / 1000)} s)`);
