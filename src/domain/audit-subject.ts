@@ -53,7 +53,7 @@ export function auditEventOf(call: Call, subject: Subject, at: Date, error?: unk
  * Runs an administrative use case and reports its outcome, success or
  * failure, with `recordOutcome` (which never throws). For use cases that hand
  * out no secret; one that does (a new link) must audit before the handout
- * (AuditLog.recordBeforeHandout), as LinkService does.
+ * (AuditLog.recordBeforeHandout), as LinkIssuing does.
  */
 export async function audited<T>(
   deps: { readonly audit: AuditLog; readonly clock: Clock },

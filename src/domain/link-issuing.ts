@@ -38,14 +38,8 @@ export class LinkIssuing {
     this.#endings = endings;
   }
 
-  async generate(input: GenerateLinkInput, call: Call): Promise<GeneratedLink> {
-    const subject = newSubject();
-    try {
-      return await this.#generate(input, call, subject);
-    } catch (error) {
-      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
-      throw error;
-    }
+  generate(input: GenerateLinkInput, call: Call): Promise<GeneratedLink> {
+    return this.#auditingFailure(call, (subject) => this.#generate(input, call, subject));
   }
 
   async #generate(input: GenerateLinkInput, call: Call, subject: Subject): Promise<GeneratedLink> {
@@ -86,14 +80,8 @@ export class LinkIssuing {
    * address. A used link is link_already_used; an unknown or pending one
    * link_not_found.
    */
-  async reissue(input: ReissueLinkInput, call: Call): Promise<GeneratedLink> {
-    const subject = newSubject();
-    try {
-      return await this.#reissue(input, call, subject);
-    } catch (error) {
-      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
-      throw error;
-    }
+  reissue(input: ReissueLinkInput, call: Call): Promise<GeneratedLink> {
+    return this.#auditingFailure(call, (subject) => this.#reissue(input, call, subject));
   }
 
   async #reissue(input: ReissueLinkInput, call: Call, subject: Subject): Promise<GeneratedLink> {
@@ -364,6 +352,20 @@ export class LinkIssuing {
       if ((await users.insert(created, op)) === "inserted") return created;
     }
     throw new Error("user kept changing while a link was issued");
+  }
+
+  /**
+   * Runs an issuing use case and audits its failure. Its success is audited
+   * by #issue, before the secrets are handed out.
+   */
+  async #auditingFailure(call: Call, run: (subject: Subject) => Promise<GeneratedLink>): Promise<GeneratedLink> {
+    const subject = newSubject();
+    try {
+      return await run(subject);
+    } catch (error) {
+      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
+      throw error;
+    }
   }
 
   /** The audit event of a call: its outcome is "ok" without `error`, else the error's reason. */

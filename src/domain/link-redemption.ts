@@ -1,5 +1,5 @@
 import { hashLinkToken } from "../crypto/link-token.js";
-import { auditEventOf, newSubject, type Subject } from "./audit-subject.js";
+import { audited, auditEventOf, newSubject, type Subject } from "./audit-subject.js";
 import type { Call } from "./call.js";
 import { AuthlinkError, linkInvalidOrExpired } from "./errors.js";
 import { tombstoneOf, type LinkRecord, type LinkTombstone } from "./link.js";
@@ -192,17 +192,8 @@ export class LinkRedemption {
    * token (the verify page asks on load). Rate limited and audited like
    * VerifyLink; reads the link and its tombstone by hash only.
    */
-  async preview(input: PreviewLinkInput, call: Call): Promise<LinkPreview> {
-    const subject = newSubject();
-    let preview: LinkPreview;
-    try {
-      preview = await this.#preview(input, call, subject);
-    } catch (error) {
-      await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject, error));
-      throw error;
-    }
-    await this.#deps.audit.recordOutcome(this.#auditEvent(call, subject));
-    return preview;
+  preview(input: PreviewLinkInput, call: Call): Promise<LinkPreview> {
+    return audited(this.#deps, call, (subject) => this.#preview(input, call, subject));
   }
 
   async #preview(input: PreviewLinkInput, call: Call, subject: Subject): Promise<LinkPreview> {
