@@ -1,7 +1,7 @@
 import { MongoClient } from "mongodb";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import { connectClient, type AdminClient } from "../support/clients.js";
-import { installFerretDB, startFerretDB, type RunningFerretDB } from "../support/ferretdb.js";
+import { benchDatabase } from "../support/ferretdb.js";
 import { linkParams } from "../support/links.js";
 import { mongoHostPort, startTcpProxy, viaProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
@@ -22,19 +22,15 @@ const seconds = Number(process.argv[2] ?? 10);
 const concurrency = Number(process.argv[3] ?? 16);
 const DRIVER_CHATTER = new Set(["hello", "ismaster", "isMaster", "ping", "endSessions", "saslStart", "saslContinue"]);
 
-let ferret: RunningFerretDB | undefined;
-let uri = process.env.AUTHLINK_TEST_MONGODB_URI;
-if (!uri) {
-  ferret = await startFerretDB(await installFerretDB((line) => process.stderr.write(`${line}\n`)));
-  uri = ferret.uri;
-}
+const ferret = await benchDatabase();
+const { uri } = ferret;
 const client = new MongoClient(uri);
 await client.connect();
 const databases: string[] = [];
 const database = (label: string) => {
   const name = `authlink_bench_${label}_${Date.now()}`;
   databases.push(name);
-  return { uri: uri as string, name, client };
+  return { uri: uri, name, client };
 };
 
 /** Counts MongoDB wire messages by command name, and by command and collection ("insert audit_events"). */
@@ -97,11 +93,11 @@ async function setUp(store: "embedded" | "mongodb", limits: "defaults" | "off", 
   let databaseUri: string | undefined;
   if (store === "mongodb" && count) {
     const counter = wireCounter();
-    const { host, port } = mongoHostPort(uri as string);
+    const { host, port } = mongoHostPort(uri);
     proxy = await startTcpProxy(host, port, { onClientData: counter.onClientData });
     counts = counter.counts;
     byCollection = counter.byCollection;
-    databaseUri = viaProxy(uri as string, proxy);
+    databaseUri = viaProxy(uri, proxy);
   }
   const db = store === "mongodb" ? database(limits) : undefined;
   const server = await startTestServer({ env, database: db, databaseUri });
@@ -255,5 +251,5 @@ try {
 } finally {
   for (const name of databases) await client.db(name).dropDatabase().catch(() => undefined);
   await client.close();
-  await ferret?.stop();
+  await ferret.stop();
 }

@@ -1,5 +1,5 @@
 import { MongoClient, type Document } from "mongodb";
-import { installFerretDB, startFerretDB, type RunningFerretDB } from "../support/ferretdb.js";
+import { benchDatabase } from "../support/ferretdb.js";
 
 // What a lookup costs on the MongoDB under test as a collection grows, by
 // filter shape, and whether concurrent updates of one document keep every
@@ -13,12 +13,8 @@ import { installFerretDB, startFerretDB, type RunningFerretDB } from "../support
 
 const sizes = (process.argv[2] ?? "1000,5000,20000").split(",").map(Number);
 
-let ferret: RunningFerretDB | undefined;
-let uri = process.env.AUTHLINK_TEST_MONGODB_URI;
-if (!uri) {
-  ferret = await startFerretDB(await installFerretDB((line) => process.stderr.write(`${line}\n`)));
-  uri = ferret.uri;
-}
+const ferret = await benchDatabase();
+const { uri } = ferret;
 const client = new MongoClient(uri, { maxPoolSize: 40 });
 await client.connect();
 const db = client.db(`authlink_bench_lookups_${Date.now()}`);
@@ -68,5 +64,5 @@ try {
 } finally {
   await db.dropDatabase().catch(() => undefined);
   await client.close();
-  await ferret?.stop();
+  await ferret.stop();
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { MongoClient } from "mongodb";
 import { LinkType } from "../../gen/authlink/v1/admin_auth_service_pb.js";
 import { connectClient } from "../support/clients.js";
-import { installFerretDB, startFerretDB, type RunningFerretDB } from "../support/ferretdb.js";
+import { benchDatabase } from "../support/ferretdb.js";
 import { linkParams } from "../support/links.js";
 import { startTestServer } from "../support/test-server.js";
 
@@ -25,12 +25,8 @@ import { startTestServer } from "../support/test-server.js";
 const sizes = (process.argv[2] ?? "1000,20000").split(",").map(Number);
 const pairs = Number(process.argv[3] ?? 30);
 
-let ferret: RunningFerretDB | undefined;
-let uri = process.env.AUTHLINK_TEST_MONGODB_URI;
-if (!uri) {
-  ferret = await startFerretDB(await installFerretDB((line) => process.stderr.write(`${line}\n`)));
-  uri = ferret.uri;
-}
+const ferret = await benchDatabase();
+const { uri } = ferret;
 const client = new MongoClient(uri);
 await client.connect();
 
@@ -130,5 +126,5 @@ try {
 } finally {
   for (const name of databases) await client.db(name).dropDatabase().catch(() => undefined);
   await client.close();
-  await ferret?.stop();
+  await ferret.stop();
 }

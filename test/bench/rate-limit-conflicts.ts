@@ -2,7 +2,7 @@ import { RateLimiter } from "../../src/domain/rate-limiter.js";
 import type { RateLimitStore } from "../../src/domain/store.js";
 import { openMongoStore } from "../../src/store/mongo-store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
-import { installFerretDB, startFerretDB } from "../support/ferretdb.js";
+import { benchDatabase } from "../support/ferretdb.js";
 
 // Store operations per rate-limit hit on one hot bucket (the per-caller one),
 // from one instance and from two instances at once, for docs/rate-limits.md:
@@ -12,9 +12,8 @@ import { installFerretDB, startFerretDB } from "../support/ferretdb.js";
 const hits = Number(process.argv[2] ?? 400);
 const concurrency = Number(process.argv[3] ?? 16);
 
-let uri = process.env.AUTHLINK_TEST_MONGODB_URI;
-const ferret = uri ? undefined : await startFerretDB(await installFerretDB((line) => process.stderr.write(`${line}\n`)));
-uri ??= ferret!.uri;
+const ferret = await benchDatabase();
+const { uri } = ferret;
 const store = await openMongoStore({ uri, database: `authlink_bench_rl_${Date.now()}`, timeoutMs: 10_000, socketTimeoutMs: 30_000, logger: createCapturedLogger().logger });
 await store.ready;
 
@@ -52,4 +51,4 @@ for (const instances of [1, 2]) {
   console.log(`${instances} instance(s), ${concurrency} loops, ${hits} hits on one bucket: ${(total / hits).toFixed(2)} store operations per hit (${detail}), ${(admitted / seconds).toFixed(0)} hits/s`);
 }
 await store.close();
-await ferret?.stop();
+await ferret.stop();

@@ -12,7 +12,7 @@ import type { CreateUserInput, UpdateUserInput } from "../../src/domain/user-adm
 import { MAX_METADATA_DEPTH } from "../../src/domain/user-metadata.js";
 import { createMemoryStore } from "../../src/store/memory-store.js";
 import { createCapturedLogger } from "../support/captured-logger.js";
-import { HOUR, makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS, generateInput as generate, TEST_PASSWORD, tokenOf } from "../support/link-service-fixture.js";
+import { HOUR, makeLinkService, NO_RATE_LIMITS, TEST_LINK_SETTINGS, generateInput as generate, TEST_PASSWORD, tokenOf, redeems } from "../support/link-service-fixture.js";
 import { openTestStore, useTestDatabase } from "../support/mongo.js";
 
 // The UserAdmin use cases on the embedded store and on MongoDB: GenerateLink's
@@ -79,15 +79,7 @@ async function rejects(promise: Promise<unknown>, reason: string, fields?: strin
   return caught;
 }
 
-async function redeemable(f: Fixture, type: LinkType, token: string): Promise<boolean> {
-  try {
-    await f.links.verify({ type, credential: { kind: "token", token } });
-    return true;
-  } catch (error) {
-    if (error instanceof AuthlinkError && error.reason === "link_invalid_or_expired") return false;
-    throw error;
-  }
-}
+const redeemable = (f: Fixture, type: LinkType, token: string): Promise<boolean> => redeems(f.links, type, token);
 
 function suite(name: string, openStore: () => Promise<Store>): void {
   describe(name, () => {

@@ -73,6 +73,18 @@ export interface FerretDBOptions {
   readonly port?: number;
 }
 
+/**
+ * The database a script in test/bench measures: AUTHLINK_TEST_MONGODB_URI when
+ * it is set (any MongoDB), else a FerretDB of its own, installed if need be,
+ * which `stop` ends (a no-op for a given URI).
+ */
+export async function benchDatabase(): Promise<{ readonly uri: string; stop(): Promise<void> }> {
+  const given = process.env.AUTHLINK_TEST_MONGODB_URI;
+  if (given) return { uri: given, stop: async () => {} };
+  const ferret = await startFerretDB(await installFerretDB((line) => process.stderr.write(`${line}\n`)));
+  return { uri: ferret.uri, stop: () => ferret.stop() };
+}
+
 /** Start FerretDB (SQLite backend) and wait until it answers. */
 export async function startFerretDB(binary: string, options: FerretDBOptions = {}): Promise<RunningFerretDB> {
   const ownsDataDir = options.dataDir === undefined;

@@ -2,6 +2,7 @@ import { createAuditTrail } from "../../src/audit/audit-trail.js";
 import { createOtpCodec } from "../../src/crypto/otp.js";
 import { createArgon2Hasher, DEFAULT_ARGON2_PARAMS } from "../../src/crypto/passwords.js";
 import { Secret } from "../../src/crypto/secret.js";
+import { AuthlinkError } from "../../src/domain/errors.js";
 import type { GenerateLinkInput } from "../../src/domain/link-requests.js";
 import { LinkService } from "../../src/domain/link-service.js";
 import type { LinkType } from "../../src/domain/link-type.js";
@@ -17,7 +18,7 @@ import { ManualClock } from "./manual-clock.js";
 
 // The domain's LinkService built by hand on a given store, with a manual
 // clock, real crypto, a real audit trail and a real signer: what the domain
-// tests (link-service, link-preview) share.
+// tests (link-service, link-preview, user-admin) share.
 
 export const HOUR = 3_600_000;
 
@@ -95,3 +96,17 @@ export function generateInput(type: LinkType, email: string, extra: Partial<Gene
 
 /** The token of an issued link, read from its action link. */
 export const tokenOf = (link: { readonly actionLink: string }): string => linkParams(link.actionLink).get("token") ?? "";
+
+/**
+ * Whether VerifyLink redeems this token now (it is consumed if so): false on
+ * link_invalid_or_expired, any other error thrown.
+ */
+export async function redeems(links: LinkService, type: LinkType, token: string): Promise<boolean> {
+  try {
+    await links.verify({ type, credential: { kind: "token", token } });
+    return true;
+  } catch (error) {
+    if (error instanceof AuthlinkError && error.reason === "link_invalid_or_expired") return false;
+    throw error;
+  }
+}
